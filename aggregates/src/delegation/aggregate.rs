@@ -1,0 +1,447 @@
+//! The delegation state machine.
+//!
+//! A command is checked against the state folded from past events; the
+//! answer is zero or more new events, or a [`DelegationError`]. Zero events
+//! is a real answer: agents and the dispatcher retry, so repeating a command
+//! that already took effect must succeed without writing anything (the
+//! write path can then return the current state instead of an error).
+//!
+//! The deciding is done by the synchronous [`Delegation::decide`]; the
+//! cqrs-es `handle` only forwards its events to the sink, which applies
+//! them. Nothing here reads a clock: every time comes from a command.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::commands::{DelegationCommand, StatusUpdate};
+use super::events::{DelegationEvent, DelegationStatus, Origin};
+use crate::{preview, Actor};
+
+/// The largest task accepted, in bytes of UTF-8. Tasks travel in every
+/// `DelegationSent` event and in the JSON-RPC request, so they are bounded.
+pub const MAX_TASK_BYTES: usize = 64 * 1024;
+
+/// The length of `task_preview` on `DelegationSent`, in characters.
+pub const TASK_PREVIEW_CHARS: usize = 100;
+
+/// The length of `response_preview` on `DelegationCompleted`, in characters.
+pub const RESPONSE_PREVIEW_CHARS: usize = 300;
+
+/// Why a delegation command was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DelegationError {
+    #[error("a workspace cannot delegate to itself")]
+    SelfDelegation,
+    #[error("the task is empty")]
+    EmptyTask,
+    #[error("the task is {bytes} bytes long; at most {max} bytes are allowed")]
+    TaskTooLarge { bytes: usize, max: usize },
+    #[error("a delegation with this id already exists with other content")]
+    AlreadyExists,
+    #[error("no such delegation")]
+    NotFound,
+    #[error("a delegation cannot move from {from} to {to}")]
+    InvalidTransition {
+        from: DelegationStatus,
+        to: DelegationStatus,
+    },
+    #[error("the delegation is already {current} with other content")]
+    TerminalConflict { current: DelegationStatus },
+}
+
+impl DelegationError {
+    /// The status the delegation had when the command was rejected, for the
+    /// errors that depend on it (so callers can report it).
+    pub fn current_status(&self) -> Option<DelegationStatus> {
+        match self {
+            Self::InvalidTransition { from, .. } => Some(*from),
+            Self::TerminalConflict { current } => Some(*current),
+            _ => None,
+        }
+    }
+}
+
+/// The state of one delegation, folded from its events.
+///
+/// Before `DelegationSent` the delegation does not exist: [`status`](Self::status)
+/// is `None` and the other accessors return empty values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delegation {
+    delegation_id: Uuid,
+    source_id: Uuid,
+    target_id: Uuid,
+    task: String,
+    origin: Option<Origin>,
+    idempotency_key: Option<String>,
+    status: Option<DelegationStatus>,
+    attempts: u32,
+    remote_task_id: Option<String>,
+    queue_id: Option<Uuid>,
+    result: Option<String>,
+    error: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    history: Vec<(DelegationStatus, DateTime<Utc>)>,
+}
+
+impl Delegation {
+    /// The current status; `None` if the delegation was never sent.
+    pub fn status(&self) -> Option<DelegationStatus> {
+        self.status
+    }
+
+    /// The delegation id (nil before it was sent).
+    pub fn delegation_id(&self) -> Uuid {
+        self.delegation_id
+    }
+
+    /// The delegating workspace (nil before it was sent).
+    pub fn source_id(&self) -> Uuid {
+        self.source_id
+    }
+
+    /// The workspace the task is handed to (nil before it was sent).
+    pub fn target_id(&self) -> Uuid {
+        self.target_id
+    }
+
+    /// The full task text (empty before it was sent).
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    /// Who dispatches the delegation; `None` before it was sent.
+    pub fn origin(&self) -> Option<Origin> {
+        self.origin
+    }
+
+    /// The idempotency key it was sent with, if any.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    /// How many times it was sent to the target. A recorded delegation was
+    /// sent once by the agent itself, so it starts at 1.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The target's task id for the latest attempt, once reported.
+    pub fn remote_task_id(&self) -> Option<&str> {
+        self.remote_task_id.as_deref()
+    }
+
+    /// The full result text, once completed.
+    pub fn result(&self) -> Option<&str> {
+        self.result.as_deref()
+    }
+
+    /// The error, once failed.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The queue item of the latest `queued` report, if it named one.
+    pub fn queue_id(&self) -> Option<Uuid> {
+        self.queue_id
+    }
+
+    /// When it was sent.
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+    }
+
+    /// The time of its latest event.
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
+    }
+
+    /// Every status it entered, in order, with the time it entered it. A
+    /// `DelegationDispatched` that only records a remote task id does not
+    /// change the status and adds no entry.
+    pub fn history(&self) -> &[(DelegationStatus, DateTime<Utc>)] {
+        &self.history
+    }
+
+    /// The events `command` causes in the current state, or why it is
+    /// rejected. An empty list means the command already took effect.
+    fn decide(&self, command: DelegationCommand) -> Result<Vec<DelegationEvent>, DelegationError> {
+        match command {
+            DelegationCommand::Send {
+                delegation_id,
+                source_id,
+                target_id,
+                task,
+                origin,
+                idempotency_key,
+                actor,
+                at,
+            } => {
+                if source_id == target_id {
+                    return Err(DelegationError::SelfDelegation);
+                }
+                if task.trim().is_empty() {
+                    return Err(DelegationError::EmptyTask);
+                }
+                if task.len() > MAX_TASK_BYTES {
+                    return Err(DelegationError::TaskTooLarge {
+                        bytes: task.len(),
+                        max: MAX_TASK_BYTES,
+                    });
+                }
+                if self.status.is_some() {
+                    let same = self.source_id == source_id
+                        && self.target_id == target_id
+                        && self.task == task
+                        && self.origin == Some(origin);
+                    return if same {
+                        Ok(Vec::new())
+                    } else {
+                        Err(DelegationError::AlreadyExists)
+                    };
+                }
+                let task_preview = preview(&task, TASK_PREVIEW_CHARS);
+                Ok(vec![DelegationEvent::DelegationSent {
+                    delegation_id,
+                    source_id,
+                    target_id,
+                    task,
+                    task_preview,
+                    origin,
+                    idempotency_key,
+                    actor,
+                    at,
+                }])
+            }
+            DelegationCommand::UpdateStatus { update, actor, at } => {
+                self.update_status(update, actor, at)
+            }
+        }
+    }
+
+    fn update_status(
+        &self,
+        update: StatusUpdate,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<DelegationEvent>, DelegationError> {
+        let current = self.status.ok_or(DelegationError::NotFound)?;
+        let to = target_status(&update);
+
+        // A finished delegation never changes again; only an exact repeat of
+        // the report that finished it is accepted (as a no-op).
+        if current.is_terminal() {
+            let repeat = match &update {
+                StatusUpdate::Completed { result } => {
+                    current == DelegationStatus::Completed
+                        && self.result.as_deref() == Some(result.as_str())
+                }
+                StatusUpdate::Failed { error } => {
+                    current == DelegationStatus::Failed
+                        && self.error.as_deref() == Some(error.as_str())
+                }
+                _ => false,
+            };
+            return if repeat {
+                Ok(Vec::new())
+            } else {
+                Err(DelegationError::TerminalConflict { current })
+            };
+        }
+
+        // Repeating the current status is a no-op, except that the remote
+        // task id of the current attempt may arrive in a later report.
+        if to == current {
+            return Ok(match update {
+                StatusUpdate::Dispatched {
+                    remote_task_id: Some(remote_task_id),
+                } if self.remote_task_id.as_deref() != Some(remote_task_id.as_str()) => {
+                    vec![self.event_dispatched(self.attempts, Some(remote_task_id), actor, at)]
+                }
+                _ => Vec::new(),
+            });
+        }
+
+        if !can_transition(current, to) {
+            return Err(DelegationError::InvalidTransition { from: current, to });
+        }
+
+        let (delegation_id, source_id, target_id) =
+            (self.delegation_id, self.source_id, self.target_id);
+        let event = match update {
+            StatusUpdate::Dispatched { remote_task_id } => {
+                self.event_dispatched(self.attempts.saturating_add(1), remote_task_id, actor, at)
+            }
+            StatusUpdate::Received => DelegationEvent::DelegationReceived {
+                delegation_id,
+                source_id,
+                target_id,
+                actor,
+                at,
+            },
+            StatusUpdate::InProgress => DelegationEvent::DelegationInProgress {
+                delegation_id,
+                source_id,
+                target_id,
+                actor,
+                at,
+            },
+            StatusUpdate::Queued { queue_id } => DelegationEvent::DelegationQueued {
+                delegation_id,
+                source_id,
+                target_id,
+                queue_id,
+                actor,
+                at,
+            },
+            StatusUpdate::Completed { result } => {
+                let response_preview = preview(&result, RESPONSE_PREVIEW_CHARS);
+                DelegationEvent::DelegationCompleted {
+                    delegation_id,
+                    source_id,
+                    target_id,
+                    result,
+                    response_preview,
+                    actor,
+                    at,
+                }
+            }
+            StatusUpdate::Failed { error } => DelegationEvent::DelegationFailed {
+                delegation_id,
+                source_id,
+                target_id,
+                error,
+                actor,
+                at,
+            },
+        };
+        Ok(vec![event])
+    }
+
+    fn event_dispatched(
+        &self,
+        attempt: u32,
+        remote_task_id: Option<String>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) -> DelegationEvent {
+        DelegationEvent::DelegationDispatched {
+            delegation_id: self.delegation_id,
+            source_id: self.source_id,
+            target_id: self.target_id,
+            attempt,
+            remote_task_id,
+            actor,
+            at,
+        }
+    }
+}
+
+/// The status a [`StatusUpdate`] asks for.
+fn target_status(update: &StatusUpdate) -> DelegationStatus {
+    match update {
+        StatusUpdate::Dispatched { .. } => DelegationStatus::Dispatched,
+        StatusUpdate::Received => DelegationStatus::Received,
+        StatusUpdate::InProgress => DelegationStatus::InProgress,
+        StatusUpdate::Queued { .. } => DelegationStatus::Queued,
+        StatusUpdate::Completed { .. } => DelegationStatus::Completed,
+        StatusUpdate::Failed { .. } => DelegationStatus::Failed,
+    }
+}
+
+/// The lifecycle moves forward only: a busy target may queue a sent
+/// delegation and it is then dispatched again, but once the target has
+/// received it, it can only progress or finish. Any live delegation may
+/// finish. Repeats of the current status are handled before this check.
+fn can_transition(from: DelegationStatus, to: DelegationStatus) -> bool {
+    use DelegationStatus::{Completed, Dispatched, Failed, InProgress, Pending, Queued, Received};
+    match (from, to) {
+        (Completed | Failed, _) => false,
+        (_, Completed | Failed) => true,
+        (Pending, Dispatched | Queued | Received | InProgress) => true,
+        (Dispatched, Queued | Received | InProgress) => true,
+        (Queued, Dispatched | Received | InProgress) => true,
+        (Received, InProgress) => true,
+        _ => false,
+    }
+}
+
+impl Aggregate for Delegation {
+    const TYPE: &'static str = "delegation";
+    type Command = DelegationCommand;
+    type Event = DelegationEvent;
+    type Error = DelegationError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        let status = event.status();
+        let at = event.at();
+        match event {
+            DelegationEvent::DelegationSent {
+                delegation_id,
+                source_id,
+                target_id,
+                task,
+                origin,
+                idempotency_key,
+                at,
+                ..
+            } => {
+                self.delegation_id = delegation_id;
+                self.source_id = source_id;
+                self.target_id = target_id;
+                self.task = task;
+                self.origin = Some(origin);
+                self.idempotency_key = idempotency_key;
+                // A recorded delegation was already sent once, by the agent.
+                self.attempts = match origin {
+                    Origin::Managed => 0,
+                    Origin::Recorded => 1,
+                };
+                self.created_at = Some(at);
+            }
+            DelegationEvent::DelegationDispatched {
+                attempt,
+                remote_task_id,
+                ..
+            } => {
+                self.attempts = attempt;
+                self.remote_task_id = remote_task_id;
+            }
+            DelegationEvent::DelegationQueued { queue_id, .. } => {
+                self.queue_id = queue_id;
+            }
+            DelegationEvent::DelegationCompleted { result, .. } => {
+                self.result = Some(result);
+            }
+            DelegationEvent::DelegationFailed { error, .. } => {
+                self.error = Some(error);
+            }
+            DelegationEvent::DelegationReceived { .. }
+            | DelegationEvent::DelegationInProgress { .. } => {}
+        }
+        if self.status != Some(status) {
+            self.history.push((status, at));
+        }
+        self.status = Some(status);
+        self.updated_at = Some(at);
+    }
+}
+
+#[cfg(test)]
+mod tests;

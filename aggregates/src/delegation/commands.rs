@@ -1,0 +1,54 @@
+//! What callers may ask of a delegation.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::events::Origin;
+use crate::Actor;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DelegationCommand {
+    /// Create the delegation. Sending the same delegation again with the
+    /// same content is a no-op (a recorded delegation may be recorded
+    /// twice); other content is rejected.
+    Send {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        task: String,
+        origin: Origin,
+        idempotency_key: Option<String>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// Move the delegation along its lifecycle.
+    UpdateStatus {
+        update: StatusUpdate,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The target status of [`DelegationCommand::UpdateStatus`], with what that
+/// status carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusUpdate {
+    /// Sent (again) to the target. The attempt number is derived by the
+    /// aggregate; the remote task id is recorded once the target reports it.
+    Dispatched {
+        remote_task_id: Option<String>,
+    },
+    Received,
+    InProgress,
+    /// The target was busy; the request waits in a queue item.
+    Queued {
+        queue_id: Option<Uuid>,
+    },
+    /// Finished with this result text (the full text; previews are derived).
+    Completed {
+        result: String,
+    },
+    Failed {
+        error: String,
+    },
+}

@@ -1,0 +1,232 @@
+//! What happened to a delegation. Event type strings never change; a changed
+//! shape gets a new `event_version` and an upcaster.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Actor;
+
+/// Who dispatches the delegation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `POST /workspaces/{id}/delegate`: the ledger dispatches it.
+    Managed,
+    /// `POST /workspaces/{id}/delegations/record`: the agent dispatched it
+    /// itself; the ledger only records.
+    Recorded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelegationStatus {
+    Pending,
+    Dispatched,
+    Queued,
+    Received,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl DelegationStatus {
+    /// The wire name (`"in_progress"`, …), as API.md spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Dispatched => "dispatched",
+            Self::Queued => "queued",
+            Self::Received => "received",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for DelegationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every event names both workspaces so projections and broadcasts never
+/// have to look them up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DelegationEvent {
+    DelegationSent {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        task: String,
+        /// The first [`TASK_PREVIEW_CHARS`](super::TASK_PREVIEW_CHARS) characters of `task`.
+        task_preview: String,
+        origin: Origin,
+        idempotency_key: Option<String>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    DelegationDispatched {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        /// 1 for the first send, +1 for every re-send.
+        attempt: u32,
+        remote_task_id: Option<String>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    DelegationReceived {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    DelegationInProgress {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    DelegationQueued {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        queue_id: Option<Uuid>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    DelegationCompleted {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        result: String,
+        /// The first [`RESPONSE_PREVIEW_CHARS`](super::RESPONSE_PREVIEW_CHARS) characters of `result`.
+        response_preview: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    DelegationFailed {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        error: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DelegationEvent {
+    pub fn delegation_id(&self) -> Uuid {
+        match self {
+            Self::DelegationSent { delegation_id, .. }
+            | Self::DelegationDispatched { delegation_id, .. }
+            | Self::DelegationReceived { delegation_id, .. }
+            | Self::DelegationInProgress { delegation_id, .. }
+            | Self::DelegationQueued { delegation_id, .. }
+            | Self::DelegationCompleted { delegation_id, .. }
+            | Self::DelegationFailed { delegation_id, .. } => *delegation_id,
+        }
+    }
+
+    /// (source, target) of the delegation this event belongs to.
+    pub fn parties(&self) -> (Uuid, Uuid) {
+        match self {
+            Self::DelegationSent {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationDispatched {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationReceived {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationInProgress {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationQueued {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationCompleted {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationFailed {
+                source_id,
+                target_id,
+                ..
+            } => (*source_id, *target_id),
+        }
+    }
+
+    /// The time the command that caused this event was issued.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::DelegationSent { at, .. }
+            | Self::DelegationDispatched { at, .. }
+            | Self::DelegationReceived { at, .. }
+            | Self::DelegationInProgress { at, .. }
+            | Self::DelegationQueued { at, .. }
+            | Self::DelegationCompleted { at, .. }
+            | Self::DelegationFailed { at, .. } => *at,
+        }
+    }
+
+    /// The status the delegation has after this event.
+    pub fn status(&self) -> DelegationStatus {
+        match self {
+            Self::DelegationSent {
+                origin: Origin::Managed,
+                ..
+            } => DelegationStatus::Pending,
+            Self::DelegationSent {
+                origin: Origin::Recorded,
+                ..
+            } => DelegationStatus::Dispatched,
+            Self::DelegationDispatched { .. } => DelegationStatus::Dispatched,
+            Self::DelegationReceived { .. } => DelegationStatus::Received,
+            Self::DelegationInProgress { .. } => DelegationStatus::InProgress,
+            Self::DelegationQueued { .. } => DelegationStatus::Queued,
+            Self::DelegationCompleted { .. } => DelegationStatus::Completed,
+            Self::DelegationFailed { .. } => DelegationStatus::Failed,
+        }
+    }
+}
+
+impl DomainEvent for DelegationEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::DelegationSent { .. } => "DelegationSent",
+            Self::DelegationDispatched { .. } => "DelegationDispatched",
+            Self::DelegationReceived { .. } => "DelegationReceived",
+            Self::DelegationInProgress { .. } => "DelegationInProgress",
+            Self::DelegationQueued { .. } => "DelegationQueued",
+            Self::DelegationCompleted { .. } => "DelegationCompleted",
+            Self::DelegationFailed { .. } => "DelegationFailed",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_string()
+    }
+}

@@ -1,0 +1,148 @@
+//! What happened to a queue item.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Drain order is priority first (higher first), then FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Critical,
+    #[default]
+    Task,
+    Info,
+}
+
+impl Priority {
+    /// The numeric priority of API.md: critical 100, task 50, info 10.
+    pub fn value(self) -> i16 {
+        match self {
+            Self::Critical => 100,
+            Self::Task => 50,
+            Self::Info => 10,
+        }
+    }
+
+    /// The priority with that numeric value, if it is one of the three.
+    pub fn from_value(value: i64) -> Option<Self> {
+        match value {
+            100 => Some(Self::Critical),
+            50 => Some(Self::Task),
+            10 => Some(Self::Info),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueItemStatus {
+    Queued,
+    Dispatched,
+    Completed,
+    Failed,
+    Expired,
+}
+
+impl QueueItemStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Dispatched => "dispatched",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Expired)
+    }
+}
+
+impl std::fmt::Display for QueueItemStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every event names the item, both workspaces and the delegation (if any),
+/// so projections need no lookups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum QueueItemEvent {
+    QueueItemEnqueued {
+        queue_id: Uuid,
+        target_id: Uuid,
+        caller_id: Uuid,
+        priority: Priority,
+        method: String,
+        body: serde_json::Value,
+        idempotency_key: Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+        delegation_id: Option<Uuid>,
+        at: DateTime<Utc>,
+    },
+    QueueItemDispatched {
+        queue_id: Uuid,
+        target_id: Uuid,
+        caller_id: Uuid,
+        delegation_id: Option<Uuid>,
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
+    QueueItemCompleted {
+        queue_id: Uuid,
+        target_id: Uuid,
+        caller_id: Uuid,
+        delegation_id: Option<Uuid>,
+        response_body: Option<serde_json::Value>,
+        at: DateTime<Utc>,
+    },
+    /// A failed attempt with attempts left: the item is queued again.
+    QueueItemRequeued {
+        queue_id: Uuid,
+        target_id: Uuid,
+        caller_id: Uuid,
+        delegation_id: Option<Uuid>,
+        attempt: u32,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// The last allowed attempt failed.
+    QueueItemFailed {
+        queue_id: Uuid,
+        target_id: Uuid,
+        caller_id: Uuid,
+        delegation_id: Option<Uuid>,
+        attempts: u32,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    QueueItemExpired {
+        queue_id: Uuid,
+        target_id: Uuid,
+        caller_id: Uuid,
+        delegation_id: Option<Uuid>,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for QueueItemEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::QueueItemEnqueued { .. } => "QueueItemEnqueued",
+            Self::QueueItemDispatched { .. } => "QueueItemDispatched",
+            Self::QueueItemCompleted { .. } => "QueueItemCompleted",
+            Self::QueueItemRequeued { .. } => "QueueItemRequeued",
+            Self::QueueItemFailed { .. } => "QueueItemFailed",
+            Self::QueueItemExpired { .. } => "QueueItemExpired",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_string()
+    }
+}

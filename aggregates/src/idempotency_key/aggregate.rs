@@ -87,12 +87,21 @@ pub struct IdempotencyKey {
     key: String,
     holder: Option<Uuid>,
     claimed_at: Option<DateTime<Utc>>,
+    /// How many times the key was claimed: 1 after the first claim, +1 per
+    /// take-over. Callers derive each generation's delegation id from it, so
+    /// concurrent requests with one key agree on the id they create.
+    generation: u32,
 }
 
 impl IdempotencyKey {
     /// The delegation holding the key; `None` if it was never claimed.
     pub fn holder(&self) -> Option<Uuid> {
         self.holder
+    }
+
+    /// How many claims the key has had (0: never claimed).
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// The time of the latest claim.
@@ -171,6 +180,7 @@ impl Aggregate for IdempotencyKey {
                 self.key = key;
                 self.holder = Some(delegation_id);
                 self.claimed_at = Some(at);
+                self.generation += 1;
             }
         }
     }
@@ -324,8 +334,10 @@ mod tests {
         assert_eq!(key.holder(), None);
         key.apply(claimed("order-42", FIRST, None, 0));
         assert_eq!(key.holder(), Some(FIRST));
+        assert_eq!(key.generation(), 1);
         key.apply(claimed("order-42", SECOND, Some(FIRST), 5));
         assert_eq!(key.holder(), Some(SECOND));
+        assert_eq!(key.generation(), 2);
         assert_eq!(key.claimed_at(), Some(at(5)));
         KeyTest::with(())
             .given(vec![

@@ -1,0 +1,231 @@
+//! The `delegations` view: the current state of each delegation, with its
+//! status history. Serves `GET /workspaces/{id}/delegations/{delegation_id}`,
+//! and every "is this delegation still open?" question.
+
+use aggregates::delegation::DelegationEvent;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{timestamp, ApplyFuture, LedgerEvent, LogEntry, Projection};
+
+/// What one event does to the view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DelegationChange {
+    Insert {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        task: String,
+        origin: &'static str,
+        status: &'static str,
+        idempotency_key: Option<String>,
+        at: DateTime<Utc>,
+    },
+    Update(StatusChange),
+}
+
+/// Move to `status`; the optional fields overwrite only when present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub delegation_id: Uuid,
+    pub status: &'static str,
+    pub at: DateTime<Utc>,
+    pub attempts: Option<i32>,
+    pub remote_task_id: Option<String>,
+    pub queue_id: Option<Uuid>,
+    pub result: Option<String>,
+    pub response_preview: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The view change an event causes. Pure: no IO, no clock.
+pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
+    let LedgerEvent::Delegation(event) = event else {
+        return None;
+    };
+    let status = event.status().as_str();
+    let update = |delegation_id: Uuid, at: DateTime<Utc>| StatusChange {
+        delegation_id,
+        status,
+        at,
+        attempts: None,
+        remote_task_id: None,
+        queue_id: None,
+        result: None,
+        response_preview: None,
+        error: None,
+    };
+    Some(match event {
+        DelegationEvent::DelegationSent {
+            delegation_id,
+            source_id,
+            target_id,
+            task,
+            origin,
+            idempotency_key,
+            at,
+            ..
+        } => DelegationChange::Insert {
+            delegation_id: *delegation_id,
+            source_id: *source_id,
+            target_id: *target_id,
+            task: task.clone(),
+            origin: match origin {
+                aggregates::delegation::Origin::Managed => "managed",
+                aggregates::delegation::Origin::Recorded => "recorded",
+            },
+            status,
+            idempotency_key: idempotency_key.clone(),
+            at: *at,
+        },
+        DelegationEvent::DelegationDispatched {
+            delegation_id,
+            attempt,
+            remote_task_id,
+            at,
+            ..
+        } => DelegationChange::Update(StatusChange {
+            attempts: Some(i32::try_from(*attempt).unwrap_or(i32::MAX)),
+            remote_task_id: remote_task_id.clone(),
+            ..update(*delegation_id, *at)
+        }),
+        DelegationEvent::DelegationQueued {
+            delegation_id,
+            queue_id,
+            at,
+            ..
+        } => DelegationChange::Update(StatusChange {
+            queue_id: *queue_id,
+            ..update(*delegation_id, *at)
+        }),
+        DelegationEvent::DelegationCompleted {
+            delegation_id,
+            result,
+            response_preview,
+            at,
+            ..
+        } => DelegationChange::Update(StatusChange {
+            result: Some(result.clone()),
+            response_preview: Some(response_preview.clone()),
+            ..update(*delegation_id, *at)
+        }),
+        DelegationEvent::DelegationFailed {
+            delegation_id,
+            error,
+            at,
+            ..
+        } => DelegationChange::Update(StatusChange {
+            error: Some(error.clone()),
+            ..update(*delegation_id, *at)
+        }),
+        DelegationEvent::DelegationReceived {
+            delegation_id, at, ..
+        }
+        | DelegationEvent::DelegationInProgress {
+            delegation_id, at, ..
+        } => DelegationChange::Update(update(*delegation_id, *at)),
+    })
+}
+
+/// Apply a view change on the runner's transaction.
+pub async fn apply_change(conn: &mut PgConnection, change: DelegationChange) -> Result<(), sqlx::Error> {
+    match change {
+        DelegationChange::Insert {
+            delegation_id,
+            source_id,
+            target_id,
+            task,
+            origin,
+            status,
+            idempotency_key,
+            at,
+        } => {
+            let history = json!([{ "status": status, "at": timestamp(at) }]);
+            sqlx::query(
+                "insert into delegations (delegation_id, source_id, target_id, task, origin, status, \
+                 idempotency_key, history, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
+            .bind(delegation_id)
+            .bind(source_id)
+            .bind(target_id)
+            .bind(task)
+            .bind(origin)
+            .bind(status)
+            .bind(idempotency_key)
+            .bind(history)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        DelegationChange::Update(StatusChange {
+            delegation_id,
+            status,
+            at,
+            attempts,
+            remote_task_id,
+            queue_id,
+            result,
+            response_preview,
+            error,
+        }) => {
+            // A same-status event (a re-dispatch recording the remote task
+            // id) refreshes fields but is not a new history step.
+            let step = json!([{ "status": status, "at": timestamp(at) }]);
+            sqlx::query(
+                "update delegations set \
+                 history = case when status = $2 then history else history || $3 end, \
+                 status = $2, updated_at = $4, \
+                 attempts = coalesce($5, attempts), \
+                 remote_task_id = coalesce($6, remote_task_id), \
+                 queue_id = coalesce($7, queue_id), \
+                 result = coalesce($8, result), \
+                 response_preview = coalesce($9, response_preview), \
+                 error = coalesce($10, error) \
+                 where delegation_id = $1",
+            )
+            .bind(delegation_id)
+            .bind(status)
+            .bind(step)
+            .bind(at)
+            .bind(attempts)
+            .bind(remote_task_id)
+            .bind(queue_id)
+            .bind(result)
+            .bind(response_preview)
+            .bind(error)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The `delegations` projection.
+pub struct DelegationsProjection;
+
+impl Projection for DelegationsProjection {
+    fn name(&self) -> &'static str {
+        "delegations"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["delegations"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        _entry: &'a LogEntry,
+        event: &'a LedgerEvent,
+    ) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            if let Some(change) = change(event) {
+                apply_change(conn, change).await?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,140 @@
+//! Building and running the whole service.
+//!
+//! [`Application::build`] opens the database (or starts the embedded one),
+//! starts the background tasks — the progress listener, the sequencer and
+//! one runner per projection — and binds the listener, so a test can build
+//! on port 0, read [`Application::port`], and run it.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::commands::CommandBus;
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::http::{self, AppState};
+use crate::log::progress::{self, Progress};
+use crate::log::sequencer::{self, SequencerConfig};
+use crate::projection_runner;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+
+/// A built service, bound and with its background tasks running.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: axum::Router,
+    database: Database,
+    admin_token: Option<String>,
+    trigger: ShutdownTrigger,
+    tasks: JoinSet<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database = db::open(config.database_url.as_deref(), &config.data_dir, config.max_connections).await?;
+        let admin_token = match (&config.admin_token, &database.embedded) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(_)) => Some(embedded_admin_token(&config.data_dir)?),
+            (None, None) => {
+                tracing::warn!("LEDGER_ADMIN_TOKEN is not set: admin access is disabled");
+                None
+            }
+        };
+
+        let (trigger, shutdown) = ShutdownTrigger::new();
+        let (progress, tasks) = start_background(&database.pool, shutdown).await?;
+        let bus = CommandBus::new(database.pool.clone(), progress, config.visibility_timeout);
+        let state = AppState {
+            pool: database.pool.clone(),
+            bus,
+            admin_token: admin_token.as_deref().map(Arc::from),
+        };
+        let router = http::router(state, config.max_body_bytes);
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("could not listen on {}", config.addr))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self { listener, port, router, database, admin_token, trigger, tasks })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.database.pool
+    }
+
+    /// The URL of the database in use (embedded or given).
+    pub fn database_url(&self) -> &str {
+        &self.database.url
+    }
+
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// Serve until `signal` resolves, then stop: finish in-flight requests,
+    /// stop the background tasks between batches, close the pool, and stop
+    /// the embedded PostgreSQL last.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, mut database, trigger, mut tasks, .. } = self;
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+        let served = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+        trigger.trigger();
+        while tasks.join_next().await.is_some() {}
+        database.pool.close().await;
+        if let Some(mut cluster) = database.embedded.take() {
+            cluster.stop().await?;
+        }
+        served.context("HTTP server failed")
+    }
+}
+
+/// Start the progress listener, the sequencer and the projection runners.
+pub async fn start_background(pool: &PgPool, shutdown: Shutdown) -> anyhow::Result<(Arc<Progress>, JoinSet<()>)> {
+    let all = projections::all();
+    projection_runner::register(pool, &all).await?;
+    let progress = Arc::new(Progress::new(all.iter().map(|p| p.name().to_string()).collect()));
+    progress.refresh(pool).await?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(progress::listen(pool.clone(), progress.clone(), shutdown.clone()));
+    tasks.spawn(sequencer::run(
+        pool.clone(),
+        progress.clone(),
+        SequencerConfig::default(),
+        shutdown.clone(),
+    ));
+    for projection in all {
+        tasks.spawn(projection_runner::run(pool.clone(), projection, progress.clone(), shutdown.clone()));
+    }
+    Ok((progress, tasks))
+}
+
+/// The admin token of an embedded installation: generated on first start,
+/// printed once, and kept (owner-readable only) in the data directory.
+fn embedded_admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            tracing::info!(path = %path.display(), "admin token loaded");
+            return Ok(token);
+        }
+    }
+    let token = http::auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(&path, format!("{token}\n")).with_context(|| format!("could not save {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    println!("Generated admin token (shown once; saved in {}): {token}", path.display());
+    Ok(token)
+}

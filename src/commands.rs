@@ -1,0 +1,156 @@
+//! The write path: load an aggregate, let it decide, commit its events.
+//!
+//! This is cqrs-es's `CqrsFramework::execute` with three things the service
+//! needs and the framework does not return: the aggregate's state after the
+//! command (for responses such as "current status"), whether anything was
+//! committed (idempotent no-ops answer differently), and read-your-writes —
+//! the call returns only once the new events are in the positioned log and
+//! every projection has applied them (bounded by a timeout).
+//!
+//! Nothing else is written in the command's transaction; views are updated
+//! by the projection runners from the log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlx::{PgPool, Row};
+
+use crate::log::{Progress, Watermark};
+
+/// How often a command is re-decided after losing an optimistic-concurrency
+/// race before the caller gets a conflict.
+const CONFLICT_RETRIES: usize = 5;
+
+/// The result of a command that was accepted.
+#[derive(Debug)]
+pub struct Executed<A> {
+    /// The aggregate's state after the command.
+    pub state: A,
+    /// How many events were committed (0: the command was a no-op).
+    pub committed: usize,
+    /// Whether the events became visible in every view before the timeout.
+    pub visible: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command (a domain error: 4xx).
+    #[error(transparent)]
+    Rejected(E),
+    /// Concurrent writers kept winning the race for this aggregate.
+    #[error("the resource was changed concurrently; try again")]
+    Conflict,
+    /// The store failed (an opaque 5xx).
+    #[error("event store failure: {0}")]
+    Store(String),
+}
+
+/// Executes commands against the PostgreSQL event store.
+#[derive(Clone)]
+pub struct CommandBus {
+    pool: PgPool,
+    progress: Arc<Progress>,
+    visibility_timeout: Duration,
+}
+
+impl CommandBus {
+    pub fn new(pool: PgPool, progress: Arc<Progress>, visibility_timeout: Duration) -> Self {
+        Self { pool, progress, visibility_timeout }
+    }
+
+    fn store<A: Aggregate>(&self) -> PersistedEventStore<PostgresEventRepository, A> {
+        PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()))
+    }
+
+    /// The current state of an aggregate, folded from its events (a default
+    /// state when it has none).
+    pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
+        let mut context = self.store::<A>().load_aggregate(aggregate_id).await.map_err(store_error)?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// Decide and commit `command`, retrying lost concurrency races, then
+    /// wait until the new events are visible in every view.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: Aggregate<Services = ()> + Clone,
+        A::Command: Clone,
+    {
+        let store = self.store::<A>();
+        for _ in 0..CONFLICT_RETRIES {
+            let mut context = store.load_aggregate(aggregate_id).await.map_err(store_error)?;
+            let sink = Default::default();
+            context
+                .aggregate()
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let state = context.aggregate().clone();
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Executed { state, committed: 0, visible: true });
+            }
+            match store.commit(events, context, metadata.clone()).await {
+                Ok(committed) => {
+                    let Some(last) = committed.last() else {
+                        return Ok(Executed { state, committed: 0, visible: true });
+                    };
+                    let visible = self.wait_visible(A::TYPE, aggregate_id, last.sequence).await;
+                    return Ok(Executed { state, committed: committed.len(), visible });
+                }
+                Err(AggregateError::AggregateConflict) => continue,
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Read-your-writes: wait until the event is sequenced and projected.
+    async fn wait_visible(&self, aggregate_type: &str, aggregate_id: &str, sequence: usize) -> bool {
+        self.progress.wake_sequencer();
+        let mark = sqlx::query(
+            "select tx_id::text as tx_id, event_id from events \
+             where aggregate_type = $1 and aggregate_id = $2 and sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|row| {
+            let tx_id: String = row.try_get("tx_id")?;
+            Ok(Watermark {
+                tx_id: tx_id.parse().map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {tx_id}")))?,
+                event_id: row.try_get("event_id")?,
+            })
+        });
+        let visible = match mark {
+            Ok(mark) => self.progress.wait_visible(mark, self.visibility_timeout).await,
+            Err(error) => {
+                tracing::warn!(%error, "could not locate committed event");
+                false
+            }
+        };
+        if !visible {
+            tracing::warn!(aggregate_type, aggregate_id, "events not yet visible in every view after the timeout");
+        }
+        visible
+    }
+}
+
+fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
+    match error {
+        AggregateError::UserError(error) => CommandError::Rejected(error),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        other => CommandError::Store(other.to_string()),
+    }
+}

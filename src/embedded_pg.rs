@@ -1,0 +1,1212 @@
+//! A private PostgreSQL cluster that the service (or a test process) manages itself.
+//!
+//! Why this exists: the ledger must come up on a fresh machine where the PostgreSQL
+//! *server binaries* are installed but no server is running and no `DATABASE_URL` is
+//! configured. Instead of asking the operator to set up a database, the service then
+//! runs `initdb` once under its data directory, starts its own `postgres` on a free
+//! loopback port for the lifetime of the process, and stops it on shutdown. The test
+//! suite reuses the same code to get a throwaway cluster per test process
+//! ([`shared_test_cluster`]), so tests never depend on a pre-existing server.
+//!
+//! Layout under [`EmbeddedOptions::data_dir`]:
+//!
+//! * `pgdata/`       – the cluster itself (created by `initdb`, kept across restarts);
+//! * `sockets/`      – the server's unix socket directory (clients here use TCP);
+//! * `postgres.log`  – server log (`pg_ctl -l`), rotated to `postgres.log.1` when large.
+//!
+//! PostgreSQL refuses to run as root. When this process is root (containers, CI), the
+//! server tools (`initdb`, `pg_ctl`) are run as the `postgres` OS user through
+//! `runuser` (or `su`), and the directories the server writes to are chowned to it.
+//!
+//! The server only listens on 127.0.0.1 and uses `trust` authentication: anybody who
+//! can open a loopback connection on this machine can use it. That is acceptable for a
+//! single-tenant service machine and for tests; a shared production host should set
+//! `DATABASE_URL` to a properly secured server instead.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Name of both the database superuser and (when we are root) the OS user the server runs as.
+const PG_USER: &str = "postgres";
+/// `pg_ctl -t`: how long `pg_ctl start`/`stop` may wait for the server.
+const PG_CTL_TIMEOUT_SECS: &str = "60";
+/// How many free ports to try if another process grabs the one we picked before postgres binds it.
+const PORT_ATTEMPTS: usize = 3;
+/// The server log is rotated (once, to `postgres.log.1`) at start when it grew past this size.
+const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+/// How much of the server log to quote in a start error.
+const LOG_TAIL_BYTES: u64 = 4096;
+/// `sun_path` is 108 bytes including the NUL; postgres appends `/.s.PGSQL.NNNNN` (15 bytes).
+const MAX_SOCKET_DIR_LEN: usize = 107 - 15;
+/// Prefix of the temp dirs made by [`shared_test_cluster`] (used to sweep ones left by killed runs).
+const TEST_DIR_PREFIX: &str = "ledger-embedded-pg-";
+
+const NOT_FOUND_MSG: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
+     /usr/lib/postgresql/*/bin; install them, e.g. `apt-get install postgresql`, or set DATABASE_URL \
+     to use an existing server";
+
+/// A running (or stopped) PostgreSQL cluster owned by this process.
+///
+/// Why a handle: the cluster is an external process tree; the handle remembers where it
+/// lives and how to reach it (port, binaries, OS user) so it can be connected to and
+/// shut down cleanly. Dropping the handle stops the server (blocking), so a service
+/// that exits normally never leaves a `postgres` behind.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    data_dir: PathBuf,
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    log_file: PathBuf,
+    port: u16,
+    bin_dir: PathBuf,
+    run_as: Option<RunAs>,
+    /// Atomic (not a plain bool) so the `&'static` test cluster can be stopped from an atexit hook.
+    stopped: AtomicBool,
+}
+
+/// How to start an [`EmbeddedPostgres`].
+///
+/// Why: the service and the tests want the same cluster management but different
+/// durability trade-offs and locations.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Directory that holds the cluster (created if missing; `pgdata/` inside it).
+    pub data_dir: PathBuf,
+    /// Trade durability for speed (fsync=off, synchronous_commit=off, full_page_writes=off): for tests and benchmarks only.
+    pub ephemeral: bool,
+}
+
+/// The unprivileged OS user the server tools run as when we are root.
+#[derive(Debug, Clone)]
+struct RunAs {
+    user: String,
+    uid: u32,
+    gid: u32,
+    switch: SwitchUser,
+}
+
+/// The tool used to run a command as [`RunAs::user`].
+#[derive(Debug, Clone)]
+enum SwitchUser {
+    /// `runuser -u USER -- PROGRAM ARGS…` (util-linux; no PAM password prompt, no shell).
+    Runuser(PathBuf),
+    /// `su -s /bin/sh -c 'PROGRAM ARGS…' USER` (fallback where runuser is missing).
+    Su(PathBuf),
+}
+
+/// A program and its arguments, already wrapped for the target OS user.
+struct Invocation {
+    program: OsString,
+    args: Vec<OsString>,
+}
+
+impl Invocation {
+    /// Wraps `program args` so that it runs as `run_as` (or as ourselves when `None`).
+    fn new(run_as: Option<&RunAs>, program: &Path, args: &[OsString]) -> Self {
+        match run_as {
+            None => Invocation {
+                program: program.as_os_str().to_owned(),
+                args: args.to_vec(),
+            },
+            Some(RunAs {
+                user,
+                switch: SwitchUser::Runuser(runuser),
+                ..
+            }) => {
+                let mut wrapped: Vec<OsString> = vec!["-u".into(), user.into(), "--".into()];
+                wrapped.push(program.as_os_str().to_owned());
+                wrapped.extend(args.iter().cloned());
+                Invocation {
+                    program: runuser.as_os_str().to_owned(),
+                    args: wrapped,
+                }
+            }
+            Some(RunAs {
+                user,
+                switch: SwitchUser::Su(su),
+                ..
+            }) => {
+                let mut line = shell_quote(program.as_os_str());
+                for arg in args {
+                    line.push(b' ');
+                    line.extend(shell_quote(arg));
+                }
+                Invocation {
+                    program: su.as_os_str().to_owned(),
+                    args: vec![
+                        "-s".into(),
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        OsString::from_vec(line),
+                        user.into(),
+                    ],
+                }
+            }
+        }
+    }
+
+    /// A std command with a neutral cwd, no stdin and no inherited libpq settings.
+    fn std_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            // The postgres user must be able to resolve its cwd (initdb/pg_ctl call getcwd).
+            .current_dir("/")
+            .stdin(Stdio::null());
+        // PGHOST/PGPORT/PGSSLMODE/PGOPTIONS… from the caller's environment must not redirect
+        // or break our tools: everything they need is passed explicitly.
+        for (key, _) in std::env::vars_os() {
+            if key.as_bytes().starts_with(b"PG") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    async fn output(&self) -> Result<Output> {
+        tokio::process::Command::from(self.std_command())
+            .output()
+            .await
+            .with_context(|| format!("failed to run {}", self.display()))
+    }
+
+    fn output_blocking(&self) -> Result<Output> {
+        self.std_command()
+            .output()
+            .with_context(|| format!("failed to run {}", self.display()))
+    }
+
+    fn display(&self) -> String {
+        let mut s = self.program.to_string_lossy().into_owned();
+        for arg in &self.args {
+            s.push(' ');
+            s.push_str(&arg.to_string_lossy());
+        }
+        s
+    }
+}
+
+impl EmbeddedPostgres {
+    /// Makes the cluster under `options.data_dir` exist and run, and returns its handle.
+    ///
+    /// * Runs `initdb` if `pgdata/` has no cluster yet (trust auth, superuser `postgres`,
+    ///   UTF8, `--no-locale`; `--no-sync` when ephemeral); an existing cluster is reused.
+    /// * If a previous run left a server running on this data dir (postmaster.pid naming a
+    ///   live postgres process), stops it first (`pg_ctl stop -m fast`); a stale pid file is
+    ///   left to pg_ctl, one naming an unrelated live process (pid reuse) is removed.
+    /// * Starts the server with `pg_ctl start -w -t 60` on 127.0.0.1 and a free TCP port
+    ///   (a new one at every start), unix sockets in `sockets/` (TCP only if that path is
+    ///   too long for a socket), logging to `postgres.log`, and waits until the port accepts
+    ///   connections. A failed start reports pg_ctl's output and the tail of the log.
+    ///
+    /// Why: this is the whole "no DATABASE_URL" story — one call turns a directory into a
+    /// reachable server, whatever state a previous (possibly crashed) run left it in.
+    #[tracing::instrument(name = "embedded_pg_start", skip_all, fields(data_dir = %options.data_dir.display(), ephemeral = options.ephemeral))]
+    pub async fn start(options: EmbeddedOptions) -> Result<Self> {
+        let began = Instant::now();
+        let data_dir = std::path::absolute(&options.data_dir)
+            .with_context(|| format!("invalid data directory {}", options.data_dir.display()))?;
+        check_shell_safe(&data_dir)?;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+        let data_dir = std::fs::canonicalize(&data_dir)
+            .with_context(|| format!("failed to resolve data directory {}", data_dir.display()))?;
+        check_shell_safe(&data_dir)?;
+        let pgdata = data_dir.join("pgdata");
+        let socket_dir = data_dir.join("sockets");
+        let log_file = data_dir.join("postgres.log");
+
+        let existing_version = match std::fs::read_to_string(pgdata.join("PG_VERSION")) {
+            Ok(v) => Some(v.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("failed to read {}", pgdata.join("PG_VERSION").display())
+                })
+            }
+        };
+        if existing_version.is_none() && dir_is_non_empty(&pgdata)? {
+            bail!(
+                "{} exists but is not a PostgreSQL cluster (no PG_VERSION; maybe an interrupted initdb); \
+                 remove it to let the service create a fresh cluster",
+                pgdata.display()
+            );
+        }
+        let bin_dir = find_bin_dir(existing_version.as_deref())?;
+        let run_as = run_as_user()?;
+
+        std::fs::create_dir_all(&socket_dir)
+            .with_context(|| format!("failed to create {}", socket_dir.display()))?;
+        std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("failed to chmod {}", socket_dir.display()))?;
+        prepare_log_file(&log_file)?;
+        if let Some(ra) = &run_as {
+            for path in [&data_dir, &socket_dir, &log_file] {
+                std::os::unix::fs::chown(path, Some(ra.uid), Some(ra.gid)).with_context(|| {
+                    format!(
+                        "failed to chown {} to the `{}` user",
+                        path.display(),
+                        ra.user
+                    )
+                })?;
+            }
+            check_reachable(ra, &data_dir).await?;
+        }
+
+        let mut pg = EmbeddedPostgres {
+            data_dir,
+            pgdata,
+            socket_dir,
+            log_file,
+            port: 0,
+            bin_dir,
+            run_as,
+            // Nothing to stop until pg_ctl start succeeded.
+            stopped: AtomicBool::new(true),
+        };
+        if existing_version.is_none() {
+            pg.initdb(options.ephemeral).await?;
+        } else {
+            pg.stop_leftover_server().await?;
+        }
+        pg.launch(options.ephemeral).await?;
+        tracing::info!(
+            port = pg.port,
+            bin_dir = %pg.bin_dir.display(),
+            initdb = existing_version.is_none(),
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "embedded PostgreSQL started"
+        );
+        Ok(pg)
+    }
+
+    /// postgres://postgres@127.0.0.1:PORT/DBNAME
+    ///
+    /// Why: the rest of the service only speaks connection URLs (sqlx, `DATABASE_URL`).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{PG_USER}@127.0.0.1:{}/{}",
+            self.port,
+            percent_encode(database)
+        )
+    }
+
+    /// The TCP port the server listens on (127.0.0.1 only).
+    ///
+    /// Why: chosen fresh at every start, so callers that build their own connection
+    /// settings (or check the server is down) need to ask for it.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory with this cluster's PostgreSQL binaries (`psql`, `createdb`, … live there too).
+    ///
+    /// Why: tools that talk to the cluster should be the same version as the server.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The directory holding `pgdata/`, `sockets/` and `postgres.log`.
+    ///
+    /// Why: for diagnostics (where is the log?) and for tests that restart on the same dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Creates database `name` if it does not exist yet ("already exists" is success).
+    ///
+    /// Runs `createdb -h 127.0.0.1 -p PORT -U postgres` from the cluster's bin dir (falling
+    /// back to PATH), so it needs no Rust database driver.
+    ///
+    /// Why: a fresh cluster only has `postgres`/`template*`; the service and each test want
+    /// their own database before they connect and migrate.
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            bail!("cannot create database {name:?}: the embedded PostgreSQL server is stopped");
+        }
+        let createdb = self.client_tool("createdb")?;
+        let port = self.port.to_string();
+        let args: Vec<OsString> = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            PG_USER,
+            "-w",
+            "--",
+            name,
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        // A client: it may run as root, no user switch needed.
+        let out = Invocation::new(None, &createdb, &args).output().await?;
+        if out.status.success() {
+            tracing::info!(database = name, port = self.port, "created database");
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("already exists") {
+            return Ok(());
+        }
+        bail!(
+            "createdb {name:?} on 127.0.0.1:{} failed ({}): {}",
+            self.port,
+            out.status,
+            describe_output(&out)
+        )
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`); calling it again is a no-op.
+    ///
+    /// Why: a clean shutdown checkpoints, so the next start needs no crash recovery and
+    /// no `postgres` process outlives the service.
+    #[tracing::instrument(name = "embedded_pg_stop", skip_all, fields(data_dir = %self.data_dir.display(), port = self.port))]
+    pub async fn stop(&mut self) -> Result<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let began = Instant::now();
+        let out = self.pg_ctl_stop_invocation("fast").output().await?;
+        self.finish_stop(&out)?;
+        tracing::info!(
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "embedded PostgreSQL stopped"
+        );
+        Ok(())
+    }
+
+    /// Blocking variant of stop for atexit/Drop contexts (std::process::Command).
+    ///
+    /// Why: destructors and exit hooks cannot `.await`. Errors are logged, not returned,
+    /// because there is nobody left to handle them.
+    pub fn stop_blocking(&mut self) {
+        self.stop_blocking_shared(true);
+    }
+
+    /// [`Self::stop_blocking`] through a shared reference (the test cluster is `&'static`).
+    /// `log = false` avoids tracing in atexit context, where thread-locals may be gone.
+    fn stop_blocking_shared(&self, log: bool) {
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let result = self
+            .pg_ctl_stop_invocation("fast")
+            .output_blocking()
+            .and_then(|out| self.finish_stop(&out));
+        if log {
+            match result {
+                Ok(()) => {
+                    tracing::info!(data_dir = %self.data_dir.display(), port = self.port, "embedded PostgreSQL stopped")
+                }
+                Err(e) => {
+                    tracing::warn!(data_dir = %self.data_dir.display(), error = %format!("{e:#}"), "failed to stop embedded PostgreSQL")
+                }
+            }
+        }
+    }
+
+    fn pg_ctl_stop_invocation(&self, mode: &str) -> Invocation {
+        pg_ctl_stop(self.run_as.as_ref(), &self.bin_dir, &self.pgdata, mode)
+    }
+
+    /// Interprets `pg_ctl stop` output; "not running" counts as stopped.
+    fn finish_stop(&self, out: &Output) -> Result<()> {
+        if out.status.success() || stop_says_not_running(out) {
+            self.stopped.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        bail!(
+            "pg_ctl stop for {} failed ({}): {}",
+            self.pgdata.display(),
+            out.status,
+            describe_output(out)
+        )
+    }
+
+    async fn initdb(&self, ephemeral: bool) -> Result<()> {
+        let began = Instant::now();
+        let mut args: Vec<OsString> = vec![
+            "-D".into(),
+            self.pgdata.clone().into(),
+            "-U".into(),
+            PG_USER.into(),
+            "--auth=trust".into(),
+            "-E".into(),
+            "UTF8".into(),
+            "--no-locale".into(),
+        ];
+        if ephemeral {
+            args.push("--no-sync".into());
+        }
+        let out = Invocation::new(self.run_as.as_ref(), &self.bin_dir.join("initdb"), &args)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "initdb of {} failed ({}): {}",
+                self.pgdata.display(),
+                out.status,
+                describe_output(&out)
+            );
+        }
+        tracing::info!(
+            pgdata = %self.pgdata.display(),
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "initialized new PostgreSQL cluster"
+        );
+        Ok(())
+    }
+
+    /// Stops a server that a previous (crashed or killed) run left on this data directory.
+    async fn stop_leftover_server(&self) -> Result<()> {
+        let pid_file = self.pgdata.join("postmaster.pid");
+        let contents = match std::fs::read_to_string(&pid_file) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to read {}", pid_file.display()))
+            }
+        };
+        let pid = contents
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok());
+        let pid = match pid {
+            Some(pid) if pid > 0 => pid,
+            _ => {
+                // Garbage (e.g. a crash mid-write) cannot belong to a live server; postgres
+                // would refuse to start on it, so clear it.
+                tracing::warn!(pid_file = %pid_file.display(), "removing unreadable postmaster.pid");
+                return remove_file_if_exists(&pid_file);
+            }
+        };
+        if !process_alive(pid) {
+            return Ok(()); // stale: pg_ctl/postgres handle it
+        }
+        if !process_is_postgres(pid) {
+            // After a reboot or in a container the pid is often reused by an unrelated
+            // process; postgres would then refuse to start ("lock file already exists"),
+            // and pg_ctl stop would signal the wrong process.
+            tracing::warn!(pid, pid_file = %pid_file.display(), "postmaster.pid names a live non-postgres process; removing stale pid file");
+            return remove_file_if_exists(&pid_file);
+        }
+        tracing::info!(pid, pgdata = %self.pgdata.display(), "stopping PostgreSQL left running by a previous run");
+        let out = self.pg_ctl_stop_invocation("fast").output().await?;
+        if out.status.success() || stop_says_not_running(&out) {
+            return Ok(());
+        }
+        bail!(
+            "a PostgreSQL server (pid {pid}) is already running on {} and could not be stopped ({}): {}",
+            self.pgdata.display(),
+            out.status,
+            describe_output(&out)
+        )
+    }
+
+    /// `pg_ctl start` on a fresh free port, retrying if the port was taken in between.
+    async fn launch(&mut self, ephemeral: bool) -> Result<()> {
+        let socket_dirs = self.socket_dir_setting();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = pick_free_port()?;
+            let log_offset = std::fs::metadata(&self.log_file)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let mut settings = vec![
+                "listen_addresses=127.0.0.1".to_owned(),
+                format!("port={port}"),
+                format!("unix_socket_directories={socket_dirs}"),
+                "max_connections=200".to_owned(),
+                "shared_buffers=128MB".to_owned(),
+            ];
+            if ephemeral {
+                settings.extend(
+                    [
+                        "fsync=off",
+                        "synchronous_commit=off",
+                        "full_page_writes=off",
+                    ]
+                    .map(String::from),
+                );
+            }
+            // pg_ctl hands -o to /bin/sh, so every value is shell-quoted.
+            let mut server_opts = Vec::new();
+            for s in &settings {
+                if !server_opts.is_empty() {
+                    server_opts.push(b' ');
+                }
+                server_opts.extend_from_slice(b"-c ");
+                server_opts.extend(shell_quote(OsStr::new(s)));
+            }
+            let args: Vec<OsString> = vec![
+                "start".into(),
+                "-D".into(),
+                self.pgdata.clone().into(),
+                "-l".into(),
+                self.log_file.clone().into(),
+                "-w".into(),
+                "-t".into(),
+                PG_CTL_TIMEOUT_SECS.into(),
+                "-o".into(),
+                OsString::from_vec(server_opts),
+            ];
+            let out = Invocation::new(self.run_as.as_ref(), &self.bin_dir.join("pg_ctl"), &args)
+                .output()
+                .await?;
+            if out.status.success() {
+                self.port = port;
+                self.stopped.store(false, Ordering::SeqCst);
+                // pg_ctl -w already waited for "ready"; confirm over TCP. On failure the
+                // caller drops `self`, which stops the server.
+                return self.wait_accepting().await;
+            }
+            let tail = log_tail_since(&self.log_file, log_offset);
+            // A timed-out start may leave a server still coming up: do not orphan it.
+            let cleanup = self.pg_ctl_stop_invocation("fast").output().await;
+            if let Err(e) = cleanup {
+                tracing::warn!(error = %format!("{e:#}"), "cleanup after failed start failed");
+            }
+            if attempt < PORT_ATTEMPTS && is_port_conflict(&tail) {
+                tracing::warn!(
+                    port,
+                    attempt,
+                    "port was taken before postgres could bind it; retrying"
+                );
+                continue;
+            }
+            bail!(
+                "starting PostgreSQL on {} (port {port}) failed ({}): {}\n--- tail of {} ---\n{}",
+                self.pgdata.display(),
+                out.status,
+                describe_output(&out),
+                self.log_file.display(),
+                tail
+            );
+        }
+    }
+
+    /// Value for `unix_socket_directories`: our socket dir, or none if its path cannot be used.
+    fn socket_dir_setting(&self) -> String {
+        let raw = self.socket_dir.as_os_str();
+        let usable = raw.len() <= MAX_SOCKET_DIR_LEN
+            && !raw.as_bytes().iter().any(|b| matches!(b, b',' | b'"'))
+            && raw.to_str().is_some();
+        match (usable, raw.to_str()) {
+            (true, Some(s)) => s.to_owned(),
+            _ => {
+                tracing::info!(socket_dir = %self.socket_dir.display(), "socket dir path too long or unusual for a unix socket; listening on TCP only");
+                String::new()
+            }
+        }
+    }
+
+    async fn wait_accepting(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "PostgreSQL reported ready but 127.0.0.1:{} does not accept connections (see {})",
+                            self.port,
+                            self.log_file.display()
+                        )
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// A client tool (`createdb`, `psql`) from the cluster's bin dir, else from PATH.
+    fn client_tool(&self, name: &str) -> Result<PathBuf> {
+        let local = self.bin_dir.join(name);
+        if is_executable(&local) {
+            return Ok(local);
+        }
+        find_on_path(name).ok_or_else(|| {
+            anyhow!(
+                "`{name}` not found in {} or on PATH; install the PostgreSQL client tools \
+                 (e.g. `apt-get install postgresql-client`)",
+                self.bin_dir.display()
+            )
+        })
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop_blocking()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared cluster for tests
+// ---------------------------------------------------------------------------------------
+
+struct SharedCluster {
+    pg: EmbeddedPostgres,
+    /// The temp dir that holds the cluster; removed at exit after the server stopped.
+    dir: PathBuf,
+}
+
+static SHARED: tokio::sync::OnceCell<SharedCluster> = tokio::sync::OnceCell::const_new();
+
+/// The PostgreSQL cluster of the current test process, started on first use.
+///
+/// It lives in a fresh temp dir, is started once per process (lazily, behind a tokio
+/// `OnceCell`, safe to call from many tests and runtimes at once), and is stopped by a
+/// `libc::atexit` hook when the process exits (the Rust test harness, libtest and nextest,
+/// leaves through `exit`, which runs atexit handlers); the temp dir is then removed.
+///
+/// Why: tests need a real PostgreSQL without any machine setup, and one `initdb` per
+/// test *process* (not per test) keeps the suite fast. Use it as
+/// `shared_test_cluster().await?.url("mydb")` after `create_database("mydb")`, or simply
+/// [`shared_test_database`], which gives every test its own fresh database.
+///
+/// The cluster is `ephemeral` (no fsync) and lives in `$TMPDIR/ledger-embedded-pg-PID-…`.
+/// It is stopped and its directory removed when the process exits normally (atexit); a
+/// test process that is killed leaves it behind, and the next call of this function in
+/// any later test process stops and removes such leftovers whose owner is dead.
+/// Note that runners that use one process per test (cargo nextest) pay one initdb per test.
+pub async fn shared_test_cluster() -> Result<&'static EmbeddedPostgres> {
+    let shared = SHARED
+        .get_or_try_init(|| async {
+            sweep_abandoned_test_clusters().await;
+            register_exit_hook()?;
+            let dir = make_test_dir()?;
+            let started = EmbeddedPostgres::start(EmbeddedOptions {
+                data_dir: dir.clone(),
+                ephemeral: true,
+            })
+            .await;
+            match started {
+                Ok(pg) => Ok(SharedCluster { pg, dir }),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    Err(e.context("failed to start the shared test PostgreSQL cluster"))
+                }
+            }
+        })
+        .await?;
+    Ok(&shared.pg)
+}
+
+/// Creates a fresh, uniquely named database on [`shared_test_cluster`] and returns its URL.
+///
+/// Why: tests that share one cluster must not see each other's rows; a database per test
+/// is the cheapest isolation. `hint` (e.g. the test name) makes the name readable in logs;
+/// it is sanitized to `[a-z0-9_]` and shortened.
+pub async fn shared_test_database(hint: &str) -> Result<String> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let pg = shared_test_cluster().await?;
+    let mut base: String = hint
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
+        base.insert_str(0, "db_");
+    }
+    let name = format!("{base}_{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    pg.create_database(&name).await?;
+    Ok(pg.url(&name))
+}
+
+fn register_exit_hook() -> Result<()> {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    static OK: AtomicBool = AtomicBool::new(false);
+    REGISTERED.call_once(|| {
+        // SAFETY: registering a plain `extern "C" fn()` has no preconditions.
+        let rc = unsafe { libc::atexit(stop_shared_cluster_at_exit) };
+        OK.store(rc == 0, Ordering::SeqCst);
+    });
+    if OK.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        bail!("could not register an atexit hook to stop the shared test PostgreSQL cluster")
+    }
+}
+
+extern "C" fn stop_shared_cluster_at_exit() {
+    // Never unwind across the FFI boundary.
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(shared) = SHARED.get() {
+            shared.pg.stop_blocking_shared(false);
+            if shared.pg.stopped.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_dir_all(&shared.dir);
+            }
+        }
+    });
+}
+
+fn make_test_dir() -> Result<PathBuf> {
+    let tmp = std::env::temp_dir();
+    let pid = std::process::id();
+    for attempt in 0..100u32 {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = tmp.join(format!("{TEST_DIR_PREFIX}{pid}-{nanos:09}{attempt}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                // The postgres OS user (when we are root) must traverse it.
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .with_context(|| format!("failed to chmod {}", dir.display()))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("failed to create {}", dir.display())),
+        }
+    }
+    bail!("could not create a unique temp dir under {}", tmp.display())
+}
+
+/// Best effort: stop and delete test clusters whose owning test process is gone.
+async fn sweep_abandoned_test_clusters() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    let me = std::process::id();
+    let mut tools: Option<(PathBuf, Option<RunAs>)> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEST_DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if owner <= 0 || owner as u32 == me || process_alive(owner) {
+            continue;
+        }
+        let dir = entry.path();
+        let pgdata = dir.join("pgdata");
+        if pgdata.join("postmaster.pid").exists() {
+            if tools.is_none() {
+                match (find_bin_dir(None), run_as_user()) {
+                    (Ok(bin), Ok(run_as)) => tools = Some((bin, run_as)),
+                    _ => return,
+                }
+            }
+            if let Some((bin, run_as)) = &tools {
+                let _ = pg_ctl_stop(run_as.as_ref(), bin, &pgdata, "immediate")
+                    .output()
+                    .await;
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(dir = %dir.display(), "removed test cluster abandoned by a dead process")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove abandoned test cluster")
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn pg_ctl_stop(run_as: Option<&RunAs>, bin_dir: &Path, pgdata: &Path, mode: &str) -> Invocation {
+    let args: Vec<OsString> = vec![
+        "stop".into(),
+        "-D".into(),
+        pgdata.as_os_str().to_owned(),
+        "-m".into(),
+        mode.into(),
+        "-w".into(),
+        "-t".into(),
+        PG_CTL_TIMEOUT_SECS.into(),
+    ];
+    Invocation::new(run_as, &bin_dir.join("pg_ctl"), &args)
+}
+
+/// Whether a failed `pg_ctl stop` just means there is no server: it exits 1 with "PID file …
+/// does not exist / Is server running?" when idle.
+fn stop_says_not_running(out: &Output) -> bool {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.contains("Is server running?")
+        || stderr.contains("does not exist")
+        // The pid file names a postmaster that is already gone (killed externally).
+        || stderr.contains("No such process")
+}
+
+/// Finds the directory with `initdb` and `pg_ctl`: the cluster's own version under
+/// /usr/lib/postgresql if it exists, else PATH, else the highest /usr/lib/postgresql/*/bin.
+fn find_bin_dir(cluster_version: Option<&str>) -> Result<PathBuf> {
+    let versioned_root = Path::new("/usr/lib/postgresql");
+    if let Some(version) = cluster_version {
+        let dir = versioned_root.join(version).join("bin");
+        if has_server_bins(&dir) {
+            return Ok(dir);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.as_os_str().is_empty() || !has_server_bins(&dir) {
+                continue;
+            }
+            // /usr/local/bin/pg_ctl may be a symlink into the real install; use the real
+            // dir so that createdb/psql of the same version are found next to it.
+            if let Ok(real) = std::fs::canonicalize(dir.join("pg_ctl")) {
+                if let Some(real_dir) = real.parent() {
+                    if has_server_bins(real_dir) {
+                        return Ok(real_dir.to_path_buf());
+                    }
+                }
+            }
+            return Ok(dir);
+        }
+    }
+    let mut best: Option<(Vec<u64>, PathBuf)> = None;
+    if let Ok(entries) = std::fs::read_dir(versioned_root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(version) = name.to_str().and_then(parse_version) else {
+                continue;
+            };
+            let bin = entry.path().join("bin");
+            if has_server_bins(&bin) && best.as_ref().is_none_or(|(v, _)| version > *v) {
+                best = Some((version, bin));
+            }
+        }
+    }
+    best.map(|(_, dir)| dir)
+        .ok_or_else(|| anyhow!(NOT_FOUND_MSG))
+}
+
+/// pg_ctl pastes -D and -l into a /bin/sh command line inside double quotes, so these
+/// characters would be expanded by the shell and break the paths.
+fn check_shell_safe(data_dir: &Path) -> Result<()> {
+    if data_dir
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|b| matches!(b, b'"' | b'$' | b'`' | b'\\'))
+    {
+        bail!(
+            "data directory {} contains a character pg_ctl cannot handle (\", $, ` or \\); \
+             choose another path with LEDGER_DATA_DIR",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn parse_version(s: &str) -> Option<Vec<u64>> {
+    s.split('.').map(|p| p.parse::<u64>().ok()).collect()
+}
+
+fn has_server_bins(dir: &Path) -> bool {
+    is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl"))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+/// `Some(postgres user)` when we are root (PostgreSQL refuses to run as root).
+fn run_as_user() -> Result<Option<RunAs>> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let (uid, gid) = lookup_user(PG_USER)?.ok_or_else(|| {
+        anyhow!(
+            "running as root, but PostgreSQL refuses to run as root and there is no `{PG_USER}` OS user \
+             to run it as; create one (e.g. `useradd --system --create-home {PG_USER}`, which \
+             `apt-get install postgresql` does), run the service as a non-root user, or set DATABASE_URL"
+        )
+    })?;
+    let sbin = [
+        "/usr/sbin/runuser",
+        "/sbin/runuser",
+        "/usr/bin/runuser",
+        "/bin/runuser",
+    ];
+    let switch = if let Some(p) = find_on_path("runuser").or_else(|| first_executable(&sbin)) {
+        SwitchUser::Runuser(p)
+    } else if let Some(p) =
+        find_on_path("su").or_else(|| first_executable(&["/bin/su", "/usr/bin/su"]))
+    {
+        SwitchUser::Su(p)
+    } else {
+        bail!("running as root, but neither `runuser` nor `su` is available to run PostgreSQL as the `{PG_USER}` user");
+    };
+    Ok(Some(RunAs {
+        user: PG_USER.to_owned(),
+        uid,
+        gid,
+        switch,
+    }))
+}
+
+fn first_executable(candidates: &[&str]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| is_executable(p))
+}
+
+/// (uid, gid) of an OS user, via the thread-safe getpwnam_r.
+fn lookup_user(name: &str) -> Result<Option<(u32, u32)>> {
+    let cname = CString::new(name).context("user name contains NUL")?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: passwd is plain old data; all-zero is a valid (empty) value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: all pointers are valid for the duration of the call and buf.len() is its size.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc))
+                .with_context(|| format!("failed to look up OS user `{name}`"));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
+    }
+}
+
+/// Fails with a helpful message unless the postgres user can enter `dir` (every
+/// ancestor must be searchable by it).
+async fn check_reachable(run_as: &RunAs, dir: &Path) -> Result<()> {
+    if can_enter(run_as, dir).await? {
+        return Ok(());
+    }
+    let mut blocker = dir.to_path_buf();
+    let ancestors: Vec<&Path> = dir.ancestors().collect();
+    for ancestor in ancestors.into_iter().rev() {
+        if !can_enter(run_as, ancestor).await? {
+            blocker = ancestor.to_path_buf();
+            break;
+        }
+    }
+    bail!(
+        "the `{user}` OS user (which runs PostgreSQL because this process is root) cannot access {blocker}, \
+         so it cannot reach the data directory {dir}; make {blocker} traversable (e.g. `chmod o+x {blocker}`) \
+         or point LEDGER_DATA_DIR at a directory under an accessible path (e.g. /var/lib/ledger)",
+        user = run_as.user,
+        blocker = blocker.display(),
+        dir = dir.display()
+    )
+}
+
+async fn can_enter(run_as: &RunAs, dir: &Path) -> Result<bool> {
+    let args: Vec<OsString> = vec![
+        "-c".into(),
+        r#"cd -- "$1""#.into(),
+        "sh".into(),
+        dir.as_os_str().to_owned(),
+    ];
+    let out = Invocation::new(Some(run_as), Path::new("/bin/sh"), &args)
+        .output()
+        .await?;
+    Ok(out.status.success())
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence/permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether a live pid is a postgres server process (if /proc cannot tell, assume it is).
+fn process_is_postgres(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => {
+            let comm = comm.trim();
+            comm.starts_with("postgres") || comm.starts_with("postmaster")
+        }
+        Err(_) => true,
+    }
+}
+
+fn dir_is_non_empty(dir: &Path) -> Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", dir.display())),
+    }
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("failed to remove {}", path.display())),
+    }
+}
+
+/// Rotates an oversized log once and makes sure the file exists (so it can be chowned).
+fn prepare_log_file(log_file: &Path) -> Result<()> {
+    if std::fs::metadata(log_file).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let old = log_file.with_extension("log.1");
+        std::fs::rename(log_file, &old)
+            .with_context(|| format!("failed to rotate {}", log_file.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)
+        .with_context(|| format!("failed to create {}", log_file.display()))?;
+    Ok(())
+}
+
+/// The last few KiB the server logged since `offset` (this start attempt only).
+fn log_tail_since(log_file: &Path, offset: u64) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut f = std::fs::File::open(log_file)?;
+        let len = f.metadata()?.len();
+        let from = offset.max(len.saturating_sub(LOG_TAIL_BYTES)).min(len);
+        f.seek(SeekFrom::Start(from))?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if from > offset {
+            if let Some(nl) = text.find('\n') {
+                text.drain(..=nl);
+            }
+        }
+        Ok(text)
+    };
+    match read() {
+        Ok(t) if t.trim().is_empty() => "(log is empty)".to_owned(),
+        Ok(t) => t,
+        Err(e) => format!("(could not read log: {e})"),
+    }
+}
+
+fn is_port_conflict(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("could not bind")
+}
+
+fn pick_free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("failed to find a free TCP port on 127.0.0.1")?;
+    Ok(listener
+        .local_addr()
+        .context("failed to read the bound port")?
+        .port())
+}
+
+fn describe_output(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = format!("{}\n{}", stderr.trim(), stdout.trim());
+    let text = text.trim();
+    if text.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// POSIX shell single-quoting.
+fn shell_quote(s: &OsStr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    out.push(b'\'');
+    for &b in s.as_bytes() {
+        if b == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b'\'');
+    out
+}
+
+/// Percent-encodes a database name for the path part of a URL.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_and_encoding() {
+        assert_eq!(shell_quote(OsStr::new("a'b c")), b"'a'\\''b c'".to_vec());
+        assert_eq!(percent_encode("my db/x"), "my%20db%2Fx");
+        assert_eq!(parse_version("9.6"), Some(vec![9, 6]));
+        assert_eq!(parse_version("15"), Some(vec![15]));
+        assert_eq!(parse_version("x"), None);
+    }
+
+    /// The `su` fallback must deliver arguments intact (quotes, spaces) and switch user.
+    #[test]
+    fn su_fallback_quotes_arguments() -> Result<()> {
+        let (Ok(Some(mut run_as)), Some(su)) =
+            (run_as_user(), first_executable(&["/bin/su", "/usr/bin/su"]))
+        else {
+            return Ok(()); // not root, or no su here
+        };
+        run_as.switch = SwitchUser::Su(su);
+        let args: Vec<OsString> = vec![
+            "-c".into(),
+            r#"printf '%s|%s' "$(id -un)" "$1""#.into(),
+            "sh".into(),
+            "it's a $HOME `x`".into(),
+        ];
+        let out = Invocation::new(Some(&run_as), Path::new("/bin/sh"), &args).output_blocking()?;
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "postgres|it's a $HOME `x`"
+        );
+        Ok(())
+    }
+}

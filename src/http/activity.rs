@@ -1,0 +1,135 @@
+//! The activity feed: newest first for a dashboard, or oldest first after a
+//! cursor row (`since_id`) for a poller that must not miss a row.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{parse_limit, parse_uuid, ApiPath, ApiQuery};
+use super::AppState;
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+/// `since_secs` above this is clamped: no caller needs a longer window, and
+/// an unbounded one is a full scan.
+pub const MAX_SINCE_SECS: i64 = 30 * 24 * 60 * 60;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/workspaces/{id}/activity", get(activity))
+}
+
+#[derive(Debug, Deserialize)]
+struct ActivityQuery {
+    #[serde(rename = "type")]
+    activity_type: Option<String>,
+    source: Option<String>,
+    limit: Option<String>,
+    since_secs: Option<String>,
+    since_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct ActivityRow {
+    id: Uuid,
+    workspace_id: Uuid,
+    activity_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_id: Option<Uuid>,
+    summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_detail: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// `since_secs`: a positive integer, clamped to [`MAX_SINCE_SECS`].
+fn parse_since_secs(value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(text) => match text.parse::<i64>() {
+            Ok(secs) if secs > 0 => Ok(Some(secs.min(MAX_SINCE_SECS))),
+            _ => Err(ApiError::bad_request(format!(
+                "since_secs must be a positive integer number of seconds; got {text:?}"
+            ))),
+        },
+    }
+}
+
+async fn activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ActivityQuery>,
+) -> Result<Json<Vec<ActivityRow>>, ApiError> {
+    let workspace = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
+    caller.require(workspace)?;
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let since_secs = parse_since_secs(query.since_secs.as_deref())?;
+    let source = query.source.as_deref().map(|s| parse_uuid("source", s)).transpose()?;
+    let cursor = match query.since_id.as_deref() {
+        None => None,
+        Some(text) => {
+            let cursor_id = parse_uuid("since_id", text)?;
+            // Scoped to the caller's workspace: another workspace's row is
+            // as gone as a row that never existed (no information leak).
+            let position: Option<(i64, i32)> = sqlx::query_as(
+                "select log_position, ordinal from activity_logs where id = $1 and workspace_id = $2",
+            )
+            .bind(cursor_id)
+            .bind(workspace)
+            .fetch_optional(&state.pool)
+            .await?;
+            Some(position.ok_or_else(|| {
+                ApiError::Gone(format!("since_id {cursor_id} is not a row of this workspace's feed"))
+            })?)
+        }
+    };
+
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
+        "select id, workspace_id, activity_type, method, source_id, target_id, summary, status, \
+         request_body, response_body, error_detail, created_at from activity_logs where workspace_id = ",
+    );
+    sql.push_bind(workspace);
+    if let Some(activity_type) = query.activity_type {
+        sql.push(" and activity_type = ").push_bind(activity_type);
+    }
+    if let Some(source) = source {
+        sql.push(" and source_id = ").push_bind(source);
+    }
+    if let Some(secs) = since_secs {
+        sql.push(" and created_at >= now() - make_interval(secs => ")
+            .push_bind(secs as f64)
+            .push(")");
+    }
+    match cursor {
+        Some((position, ordinal)) => {
+            sql.push(" and (log_position, ordinal) > (")
+                .push_bind(position)
+                .push(", ")
+                .push_bind(ordinal)
+                .push(") order by log_position, ordinal");
+        }
+        None => {
+            sql.push(" order by log_position desc, ordinal desc");
+        }
+    }
+    sql.push(" limit ").push_bind(limit);
+    let rows = sql.build_query_as::<ActivityRow>().fetch_all(&state.pool).await?;
+    Ok(Json(rows))
+}

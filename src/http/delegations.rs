@@ -1,0 +1,390 @@
+//! Delegations: delegate (managed), record (agent-dispatched), update, list,
+//! get. Handlers stay thin: authenticate → parse into a command → execute →
+//! respond; the rules live in the aggregates.
+
+use std::collections::HashMap;
+
+use aggregates::delegation::{
+    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate, MAX_TASK_BYTES,
+};
+use aggregates::idempotency_key::{
+    self, IdempotencyKey, IdempotencyKeyCommand, IdempotencyKeyError, MAX_KEY_CHARS,
+};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{parse_limit, parse_uuid, ApiJson, ApiPath, ApiQuery};
+use super::{now, AppState};
+use crate::commands::CommandError;
+
+/// `GET /workspaces/{id}/delegations`: default and largest page.
+const LIST_DEFAULT_LIMIT: i64 = 50;
+const LIST_MAX_LIMIT: i64 = 500;
+/// Characters of a result shown as `response_preview` in the list.
+const LIST_PREVIEW_CHARS: usize = 300;
+/// Attempts at claiming an idempotency key while others race for it.
+const KEY_CLAIM_ATTEMPTS: usize = 5;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces/{id}/delegate", post(delegate))
+        .route("/workspaces/{id}/delegations/record", post(record))
+        .route("/workspaces/{id}/delegations/{delegation_id}/update", post(update))
+        .route("/workspaces/{id}/delegations", get(list))
+        .route("/workspaces/{id}/delegations/{delegation_id}", get(get_one))
+}
+
+/// The workspace in the path, as the caller may see it: an id that is not
+/// a UUID, or another workspace's, does not exist for this caller.
+fn workspace_in_path(caller: Caller, id: &str) -> Result<Uuid, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
+    caller.require(id)?;
+    Ok(id)
+}
+
+fn validate_task(source: Uuid, target: Uuid, task: &str) -> Result<(), ApiError> {
+    if source == target {
+        return Err(ApiError::bad_request(DelegationError::SelfDelegation.to_string()));
+    }
+    if task.trim().is_empty() {
+        return Err(ApiError::bad_request(DelegationError::EmptyTask.to_string()));
+    }
+    if task.len() > MAX_TASK_BYTES {
+        let error = DelegationError::TaskTooLarge { bytes: task.len(), max: MAX_TASK_BYTES };
+        return Err(ApiError::bad_request(error.to_string()));
+    }
+    Ok(())
+}
+
+/// Checked before the key is claimed, so a bad request claims nothing.
+fn validate_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request(IdempotencyKeyError::EmptyKey.to_string()));
+    }
+    if key.chars().count() > MAX_KEY_CHARS {
+        return Err(ApiError::bad_request(
+            IdempotencyKeyError::KeyTooLong { max: MAX_KEY_CHARS }.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn metadata(caller: Caller) -> HashMap<String, String> {
+    let actor = match caller {
+        Caller::Admin => "admin".to_string(),
+        Caller::Workspace(id) => format!("workspace:{id}"),
+    };
+    HashMap::from([("actor".to_string(), actor)])
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateRequest {
+    target_id: String,
+    task: String,
+    idempotency_key: Option<String>,
+}
+
+/// Managed delegation: recorded `pending`; the ledger dispatches it.
+#[tracing::instrument(skip_all, fields(workspace_id = %id), err)]
+async fn delegate(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DelegateRequest>,
+) -> Result<Response, ApiError> {
+    let source = workspace_in_path(caller, &id)?;
+    let target = parse_uuid("target_id", &body.target_id)?;
+    validate_task(source, target, &body.task)?;
+    let target_known: bool = sqlx::query_scalar("select exists(select 1 from workspaces where id = $1)")
+        .bind(target)
+        .fetch_one(&state.pool)
+        .await?;
+    if !target_known {
+        return Err(ApiError::not_found(format!("target workspace {target} not found")));
+    }
+
+    if let Some(key) = &body.idempotency_key {
+        validate_key(key)?;
+    }
+    let delegation_id = match &body.idempotency_key {
+        Some(key) => delegation_for_key(&state, caller, source, key).await?,
+        None => Uuid::new_v4(),
+    };
+    let command = DelegationCommand::Send {
+        delegation_id,
+        source_id: source,
+        target_id: target,
+        task: body.task,
+        origin: Origin::Managed,
+        idempotency_key: body.idempotency_key.clone(),
+        actor: caller.actor(),
+        at: now(),
+    };
+    let sent = state
+        .bus
+        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
+        .await;
+    let existing = match sent {
+        Ok(executed) if executed.committed > 0 => {
+            tracing::info!(%delegation_id, %target, "delegation sent");
+            let body = json!({ "delegation_id": delegation_id, "status": "delegated", "target_id": target });
+            return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+        }
+        // The key's delegation already exists (same or other content).
+        Ok(executed) => executed.state,
+        Err(CommandError::Rejected(DelegationError::AlreadyExists)) if body.idempotency_key.is_some() => {
+            state.bus.load::<Delegation>(&delegation_id.to_string()).await?
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let hit = json!({
+        "delegation_id": delegation_id,
+        "status": existing.status(),
+        "target_id": existing.target_id(),
+        "idempotent_hit": true,
+    });
+    Ok((StatusCode::OK, Json(hit)).into_response())
+}
+
+/// The delegation an idempotency key stands for. A key held by a delegation
+/// that is live — or not yet created by a request still in flight — keeps
+/// it; a key whose delegation failed is taken over for a new one.
+///
+/// Each generation of a key has a delegation id derived from (workspace,
+/// key, generation), so concurrent requests with the same key agree on the
+/// id, and creating that delegation is idempotent: exactly one of them
+/// commits it, the others see an existing delegation.
+async fn delegation_for_key(state: &AppState, caller: Caller, source: Uuid, key: &str) -> Result<Uuid, ApiError> {
+    let key_id = idempotency_key::aggregate_id(source, key);
+    for _ in 0..KEY_CLAIM_ATTEMPTS {
+        let current: IdempotencyKey = state.bus.load(&key_id).await?;
+        let free_holder = match current.holder() {
+            None => None,
+            Some(holder) => {
+                let held: Delegation = state.bus.load(&holder.to_string()).await?;
+                if held.status() != Some(DelegationStatus::Failed) {
+                    return Ok(holder);
+                }
+                Some(holder)
+            }
+        };
+        let delegation_id = key_generation_id(source, key, current.generation() + 1);
+        let command = IdempotencyKeyCommand::Claim {
+            workspace_id: source,
+            key: key.to_string(),
+            delegation_id,
+            free_holder,
+            at: now(),
+        };
+        match state.bus.execute::<IdempotencyKey>(&key_id, command, metadata(caller)).await {
+            Ok(_) => return Ok(delegation_id),
+            // Someone else took the key meanwhile: look at their delegation.
+            Err(CommandError::Rejected(IdempotencyKeyError::Held { .. })) | Err(CommandError::Conflict) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::Conflict {
+        message: "the idempotency key is contended; try again".into(),
+        current_status: None,
+    })
+}
+
+/// Namespace of delegation ids derived from idempotency keys.
+const KEY_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d69_6465_6d70_6f74_656e);
+
+/// The delegation id of `key`'s `generation` in `workspace`.
+fn key_generation_id(workspace: Uuid, key: &str, generation: u32) -> Uuid {
+    Uuid::new_v5(&KEY_ID_NAMESPACE, format!("{workspace}/{generation}/{key}").as_bytes())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRequest {
+    target_id: String,
+    task: String,
+    delegation_id: String,
+}
+
+/// Agent-dispatched delegation: the ledger only records it (`dispatched`).
+#[tracing::instrument(skip_all, fields(workspace_id = %id), err)]
+async fn record(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RecordRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let source = workspace_in_path(caller, &id)?;
+    let target = parse_uuid("target_id", &body.target_id)?;
+    let delegation_id = parse_uuid("delegation_id", &body.delegation_id)?;
+    validate_task(source, target, &body.task)?;
+    let command = DelegationCommand::Send {
+        delegation_id,
+        source_id: source,
+        target_id: target,
+        task: body.task,
+        origin: Origin::Recorded,
+        idempotency_key: None,
+        actor: caller.actor(),
+        at: now(),
+    };
+    state
+        .bus
+        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "delegation_id": delegation_id, "status": "recorded" }))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    status: String,
+    error: Option<String>,
+    response_preview: Option<String>,
+}
+
+fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
+    Ok(match body.status.as_str() {
+        "dispatched" => StatusUpdate::Dispatched { remote_task_id: None },
+        "received" => StatusUpdate::Received,
+        "in_progress" => StatusUpdate::InProgress,
+        "queued" => StatusUpdate::Queued { queue_id: None },
+        "completed" => StatusUpdate::Completed { result: body.response_preview.unwrap_or_default() },
+        "failed" => StatusUpdate::Failed {
+            error: body.error.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "no reason given".into()),
+        },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "status must be one of dispatched, received, in_progress, queued, completed, failed; got {other:?}"
+            )))
+        }
+    })
+}
+
+/// Move a delegation along its lifecycle. The source (which recorded it)
+/// and the target (which works on it, e.g. in poll mode) may report.
+#[tracing::instrument(skip_all, fields(workspace_id = %id, delegation_id = %delegation_id), err)]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, delegation_id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<UpdateRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = workspace_in_path(caller, &id)?;
+    let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
+    let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
+    let update = parse_update(body)?;
+    let current: Delegation = state.bus.load(&delegation_id.to_string()).await?;
+    let involved = current.status().is_some()
+        && (current.source_id() == workspace || current.target_id() == workspace);
+    if !involved {
+        return Err(not_found());
+    }
+    let command = DelegationCommand::UpdateStatus { update, actor: caller.actor(), at: now() };
+    let executed = state
+        .bus
+        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
+        .await?;
+    let status = executed.state.status().map(DelegationStatus::as_str);
+    Ok(Json(json!({ "status": status, "delegation_id": delegation_id })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+}
+
+/// The workspace's `delegate` rows (carrying current status) and
+/// `delegate_result` rows, newest first.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let workspace = workspace_in_path(caller, &id)?;
+    let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+    let rows = sqlx::query(
+        "select id, method, source_id, target_id, summary, status, delegation_id, error_detail, \
+         response_body->>'text' as response_text, created_at \
+         from activity_logs \
+         where workspace_id = $1 and activity_type = 'delegation' and method in ('delegate', 'delegate_result') \
+         order by log_position desc, ordinal desc limit $2",
+    )
+    .bind(workspace)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut entry = json!({
+            "id": row.try_get::<Uuid, _>("id")?,
+            "type": "delegation",
+            "method": row.try_get::<Option<String>, _>("method")?,
+            "source_id": row.try_get::<Option<Uuid>, _>("source_id")?,
+            "target_id": row.try_get::<Option<Uuid>, _>("target_id")?,
+            "summary": row.try_get::<String, _>("summary")?,
+            "status": row.try_get::<Option<String>, _>("status")?,
+            "delegation_id": row.try_get::<Option<Uuid>, _>("delegation_id")?,
+            "created_at": row.try_get::<DateTime<Utc>, _>("created_at")?,
+        });
+        if let Some(error) = row.try_get::<Option<String>, _>("error_detail")? {
+            entry["error"] = json!(error);
+        }
+        if let Some(text) = row.try_get::<Option<String>, _>("response_text")? {
+            entry["response_preview"] = json!(aggregates::preview(&text, LIST_PREVIEW_CHARS));
+        }
+        entries.push(entry);
+    }
+    Ok(Json(entries))
+}
+
+/// One delegation, to its source or its target.
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, delegation_id)): ApiPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = workspace_in_path(caller, &id)?;
+    let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
+    let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
+    let row = sqlx::query(
+        "select delegation_id, source_id, target_id, task, status, result, error, queue_id, \
+         created_at, updated_at, history from delegations \
+         where delegation_id = $1 and (source_id = $2 or target_id = $2)",
+    )
+    .bind(delegation_id)
+    .bind(workspace)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(not_found)?;
+    let mut body = json!({
+        "delegation_id": row.try_get::<Uuid, _>("delegation_id")?,
+        "source_id": row.try_get::<Uuid, _>("source_id")?,
+        "target_id": row.try_get::<Uuid, _>("target_id")?,
+        "task": row.try_get::<String, _>("task")?,
+        "status": row.try_get::<String, _>("status")?,
+        "created_at": row.try_get::<DateTime<Utc>, _>("created_at")?,
+        "updated_at": row.try_get::<DateTime<Utc>, _>("updated_at")?,
+        "history": row.try_get::<Value, _>("history")?,
+    });
+    for (field, column) in [("result", "result"), ("error", "error")] {
+        if let Some(value) = row.try_get::<Option<String>, _>(column)? {
+            body[field] = json!(value);
+        }
+    }
+    if let Some(queue_id) = row.try_get::<Option<Uuid>, _>("queue_id")? {
+        body["queue_id"] = json!(queue_id);
+    }
+    Ok(Json(body))
+}

@@ -1,0 +1,157 @@
+//! The registry: register a workspace (token handed out once), report
+//! capacity, discover where a workspace lives.
+
+use aggregates::workspace::{DeliveryMode, Workspace, WorkspaceCommand};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use super::auth::{authenticate, hash_token, new_token, Caller};
+use super::error::ApiError;
+use super::extract::{parse_uuid, ApiJson, ApiPath};
+use super::{now, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/registry/register", post(register))
+        .route("/registry/heartbeat", post(heartbeat))
+        .route("/registry/discover/{id}", get(discover))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    id: String,
+    url: Option<String>,
+    delivery_mode: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RegisterResponse {
+    id: Uuid,
+    delivery_mode: DeliveryMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_token: Option<String>,
+}
+
+fn parse_mode(value: Option<&str>) -> Result<Option<DeliveryMode>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some("push") => Ok(Some(DeliveryMode::Push)),
+        Some("poll") => Ok(Some(DeliveryMode::Poll)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "delivery_mode must be \"push\" or \"poll\"; got {other:?}"
+        ))),
+    }
+}
+
+/// First registration needs no token and returns one; re-registration
+/// needs that token (or the admin's) and returns none.
+#[tracing::instrument(skip_all, fields(workspace_id = %body.id), err)]
+async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    let id = parse_uuid("id", &body.id)?;
+    let mode = parse_mode(body.delivery_mode.as_deref())?;
+    let current: Workspace = state.bus.load(&id.to_string()).await?;
+    let at = now();
+
+    if !current.is_registered() {
+        let delivery_mode = mode.unwrap_or_default();
+        let token = new_token()?;
+        let command = WorkspaceCommand::Register {
+            workspace_id: id,
+            name: body.name,
+            url: body.url,
+            delivery_mode,
+            token_hash: hash_token(&token),
+            at,
+        };
+        state.bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await?;
+        tracing::info!(%id, mode = delivery_mode.as_str(), "workspace registered");
+        return Ok(Json(RegisterResponse { id, delivery_mode, auth_token: Some(token) }));
+    }
+
+    match authenticate(&state, &headers).await? {
+        None => {
+            return Err(ApiError::Unauthorized(format!(
+                "workspace {id} is already registered; re-register with its token"
+            )))
+        }
+        Some(caller) if !caller.acts_for(id) => {
+            return Err(ApiError::Forbidden(format!(
+                "this token may not re-register workspace {id}"
+            )))
+        }
+        Some(_) => {}
+    }
+    let delivery_mode = mode.unwrap_or(current.delivery_mode());
+    let command = WorkspaceCommand::UpdateRegistration {
+        name: body.name.or_else(|| current.name().map(str::to_string)),
+        url: body.url.or_else(|| current.url().map(str::to_string)),
+        delivery_mode,
+        at,
+    };
+    state.bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await?;
+    Ok(Json(RegisterResponse { id, delivery_mode, auth_token: None }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatRequest {
+    workspace_id: String,
+    active_tasks: u32,
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct HeartbeatResponse {
+    drained: u32,
+}
+
+/// Store the reported capacity. (Draining the queue arrives with dispatch.)
+#[tracing::instrument(skip_all, fields(workspace_id = %body.workspace_id), err)]
+async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let id = parse_uuid("workspace_id", &body.workspace_id)?;
+    caller.require(id)?;
+    let command = WorkspaceCommand::ReportCapacity {
+        active_tasks: body.active_tasks,
+        max_concurrent: body.max_concurrent.unwrap_or(1),
+        at: now(),
+    };
+    state.bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await?;
+    Ok(Json(HeartbeatResponse { drained: 0 }))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct DiscoverResponse {
+    id: Uuid,
+    url: Option<String>,
+    delivery_mode: String,
+}
+
+async fn discover(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DiscoverResponse>, ApiError> {
+    let not_found = || ApiError::not_found(format!("workspace {id} not found"));
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    sqlx::query_as::<_, DiscoverResponse>("select id, url, delivery_mode from workspaces where id = $1")
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}

@@ -1,0 +1,33 @@
+//! The Delegation Ledger service: records, dispatches and replays
+//! agent-to-agent task delegations as an event-sourced ledger on
+//! PostgreSQL.
+//!
+//! # Layout
+//!
+//! * [`app`] — builds the whole service (database, background tasks, HTTP)
+//!   and runs it until shutdown; tests and benchmarks start it on port 0.
+//! * [`config`] — settings from flags and environment.
+//! * [`db`] — which PostgreSQL to use (DATABASE_URL, or a private embedded
+//!   cluster) and the migrations.
+//! * [`embedded_pg`] — the private PostgreSQL cluster.
+//! * [`commands`] — the write path: aggregate decides, events commit,
+//!   read-your-writes.
+//! * [`log`] — the positioned, hash-chained log and its sequencer.
+//! * [`projection_runner`] — applies the log to the views, checkpointed.
+//! * [`http`] — the REST API of API.md.
+//! * [`shutdown`], [`telemetry`] — plumbing.
+//!
+//! The pure domain lives in the `aggregates` crate and the read-model
+//! mapping in the `projections` crate; dependencies flow one way:
+//! `ledger → projections → aggregates`.
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod embedded_pg;
+pub mod http;
+pub mod log;
+pub mod projection_runner;
+pub mod shutdown;
+pub mod telemetry;

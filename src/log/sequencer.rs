@@ -1,0 +1,276 @@
+//! The sequencer: the single writer of the positioned log.
+//!
+//! One sequencer per database leads at a time, elected with a session-level
+//! PostgreSQL advisory lock held on a dedicated connection; all its reads
+//! and writes go through that connection, so it can only write while it
+//! holds the lock, and another node takes over as soon as the connection
+//! (and with it the lock) is gone.
+//!
+//! Each round it reads events in `(tx_id, event_id)` order after its
+//! watermark, keeps the prefix whose writing transaction is older than
+//! every transaction still running (`tx_id < pg_snapshot_xmin(…)`: those
+//! have all finished, so no event can ever appear behind them), gives them
+//! the next dense positions, chains their hashes, inserts them and
+//! `NOTIFY`s once per batch. It never skips an event and never blocks a
+//! writer; a long-running writing transaction only delays the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+use super::chain::{self, ChainedEvent, GENESIS};
+use super::progress::{Progress, Sequenced, Watermark, LOG_CHANNEL};
+use crate::shutdown::Shutdown;
+
+/// The advisory lock key that elects the sequencer ("ledgseq1").
+pub const LEADER_LOCK_KEY: i64 = 0x6c65_6467_7365_7131;
+
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    /// Most events positioned in one transaction.
+    pub batch_size: i64,
+    /// Longest sleep between rounds when nobody wakes the sequencer (events
+    /// written by other processes are picked up at this pace).
+    pub poll_interval: Duration,
+    /// Pause before a follower tries the leader lock again.
+    pub election_interval: Duration,
+    /// Pause before re-reading when events wait behind a running transaction.
+    pub horizon_retry: Duration,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(50),
+            election_interval: Duration::from_millis(500),
+            horizon_retry: Duration::from_millis(2),
+        }
+    }
+}
+
+/// The end of the log as the leader knows it.
+#[derive(Debug, Clone)]
+struct Tail {
+    position: i64,
+    hash: Vec<u8>,
+    watermark: Watermark,
+}
+
+/// Run for the life of the process: campaign for leadership, lead while
+/// elected, campaign again if the lock's connection is lost.
+pub async fn run(pool: PgPool, progress: Arc<Progress>, config: SequencerConfig, mut shutdown: Shutdown) {
+    while !shutdown.is_shutdown() {
+        match campaign(&pool).await {
+            Ok(Some(mut conn)) => {
+                tracing::info!("sequencer elected leader");
+                if let Err(error) = lead(&mut conn, &progress, &config, &mut shutdown).await {
+                    tracing::error!(%error, "sequencer lost its connection; campaigning again");
+                }
+                // Closing the connection releases the advisory lock.
+                let _ = conn.close().await;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "sequencer could not campaign"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.election_interval) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+/// A dedicated connection holding the leader lock, or None if another
+/// process leads.
+async fn campaign(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
+    // Detached: a connection holding a session lock must never go back to
+    // the pool, where another task could inherit the lock.
+    let mut conn = pool.acquire().await?.detach();
+    let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+        .bind(LEADER_LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    if elected {
+        Ok(Some(conn))
+    } else {
+        let _ = conn.close().await;
+        Ok(None)
+    }
+}
+
+async fn lead(
+    conn: &mut PgConnection,
+    progress: &Progress,
+    config: &SequencerConfig,
+    shutdown: &mut Shutdown,
+) -> Result<(), sqlx::Error> {
+    let mut tail = load_tail(conn).await?;
+    progress.publish_sequenced(Sequenced { head: tail.position, watermark: tail.watermark });
+    loop {
+        let round = sequence_batch(conn, &mut tail, config.batch_size).await?;
+        if round.appended > 0 {
+            progress.publish_sequenced(Sequenced { head: tail.position, watermark: tail.watermark });
+            continue;
+        }
+        let pause = if round.waiting_behind_horizon {
+            config.horizon_retry
+        } else {
+            config.poll_interval
+        };
+        tokio::select! {
+            _ = progress.sequencer_woken() => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
+
+async fn load_tail(conn: &mut PgConnection) -> Result<Tail, sqlx::Error> {
+    let row = sqlx::query(
+        "select position, hash, tx_id::text as tx_id, event_id from ledger_log order by position desc limit 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        None => Tail { position: 0, hash: GENESIS.to_vec(), watermark: Watermark::default() },
+        Some(row) => {
+            let tx_id: String = row.try_get("tx_id")?;
+            Tail {
+                position: row.try_get("position")?,
+                hash: row.try_get("hash")?,
+                watermark: Watermark {
+                    tx_id: parse_xid(&tx_id)?,
+                    event_id: row.try_get("event_id")?,
+                },
+            }
+        }
+    })
+}
+
+fn parse_xid(text: &str) -> Result<u64, sqlx::Error> {
+    text.parse()
+        .map_err(|_| sqlx::Error::Protocol(format!("unexpected xid8 value {text:?}")))
+}
+
+struct Round {
+    appended: usize,
+    /// Events exist after the watermark but their transactions are not yet
+    /// behind the horizon: try again very soon.
+    waiting_behind_horizon: bool,
+}
+
+/// One event row read for positioning.
+struct Candidate {
+    event_id: i64,
+    tx_id: u64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+async fn sequence_batch(conn: &mut PgConnection, tail: &mut Tail, batch_size: i64) -> Result<Round, sqlx::Error> {
+    // The horizon is computed in the same statement, so every event whose
+    // transaction is below it is visible to this statement's snapshot.
+    let rows = sqlx::query(
+        "select e.event_id, e.tx_id::text as tx_id, e.aggregate_type, e.aggregate_id, e.sequence, \
+         e.event_type, e.event_version, e.payload::text as payload, e.metadata::text as metadata, \
+         e.recorded_at, e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) as ready \
+         from events e \
+         where (e.tx_id, e.event_id) > ($1::text::xid8, $2) \
+         order by e.tx_id, e.event_id \
+         limit $3",
+    )
+    .bind(tail.watermark.tx_id.to_string())
+    .bind(tail.watermark.event_id)
+    .bind(batch_size)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut ready = Vec::with_capacity(rows.len());
+    let mut waiting_behind_horizon = false;
+    for row in rows {
+        if !row.try_get::<bool, _>("ready")? {
+            waiting_behind_horizon = true;
+            break;
+        }
+        let tx_id: String = row.try_get("tx_id")?;
+        ready.push(Candidate {
+            event_id: row.try_get("event_id")?,
+            tx_id: parse_xid(&tx_id)?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        });
+    }
+    if ready.is_empty() {
+        return Ok(Round { appended: 0, waiting_behind_horizon });
+    }
+
+    let mut positions = Vec::with_capacity(ready.len());
+    let mut prev_hashes = Vec::with_capacity(ready.len());
+    let mut hashes = Vec::with_capacity(ready.len());
+    let mut prev_hash = tail.hash.clone();
+    let mut position = tail.position;
+    for candidate in &ready {
+        position += 1;
+        let hash = chain::link(
+            &prev_hash,
+            &ChainedEvent {
+                position,
+                aggregate_type: &candidate.aggregate_type,
+                aggregate_id: &candidate.aggregate_id,
+                sequence: candidate.sequence,
+                event_type: &candidate.event_type,
+                event_version: &candidate.event_version,
+                payload: &candidate.payload,
+                metadata: &candidate.metadata,
+            },
+        );
+        positions.push(position);
+        prev_hashes.push(std::mem::replace(&mut prev_hash, hash.to_vec()));
+        hashes.push(hash.to_vec());
+    }
+    let last = ready.last().map(|c| Watermark { tx_id: c.tx_id, event_id: c.event_id }).unwrap_or(tail.watermark);
+
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "insert into ledger_log (position, event_id, tx_id, aggregate_type, aggregate_id, sequence, \
+         event_type, recorded_at, prev_hash, hash) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::text[], $5::text[], \
+         $6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[], $10::bytea[])",
+    )
+    .bind(&positions)
+    .bind(ready.iter().map(|c| c.event_id).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.tx_id.to_string()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.aggregate_type.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.aggregate_id.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.sequence).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event_type.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.recorded_at).collect::<Vec<_>>())
+    .bind(&prev_hashes)
+    .bind(&hashes)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(LOG_CHANNEL)
+        .bind(format!("{},{},{}", position, last.tx_id, last.event_id))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+
+    tail.position = position;
+    tail.hash = prev_hash;
+    tail.watermark = last;
+    Ok(Round { appended: ready.len(), waiting_behind_horizon })
+}

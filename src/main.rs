@@ -1,0 +1,150 @@
+//! `ledger`: run the service, migrate, rebuild projections.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ledger::app::Application;
+use ledger::config::Config;
+use ledger::{db, projection_runner, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version, about = "Event-sourced ledger for agent-to-agent task delegations")]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL; without it a private PostgreSQL is started under --data-dir.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Directory for the embedded PostgreSQL and the generated admin token.
+    #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger", global = true)]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "LEDGER_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Admin token (generated and saved in the data directory if unset in embedded mode).
+        #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Largest accepted request body in bytes.
+        #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+        max_body_bytes: usize,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage projections.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Empty a view and replay the whole log into it.
+    Rebuild {
+        /// The projection to rebuild (workspaces, delegations, activity_logs).
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { addr, admin_token, max_body_bytes } => {
+            let config = Config {
+                database_url: cli.database.database_url,
+                data_dir: cli.database.data_dir,
+                addr,
+                admin_token,
+                max_body_bytes,
+                ..Config::default()
+            };
+            let app = Application::build(config).await?;
+            println!("ledger listening on http://{}:{}", addr.ip(), app.port());
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let database = db::open(cli.database.database_url.as_deref(), &cli.database.data_dir, 2).await?;
+            println!("migrations applied");
+            stop(database).await
+        }
+        Command::Projections { command: ProjectionsCommand::Rebuild { name, all } } => {
+            let database = db::open(cli.database.database_url.as_deref(), &cli.database.data_dir, 2).await?;
+            let result = rebuild(&database.pool, name.as_deref(), all).await;
+            stop(database).await?;
+            result
+        }
+    }
+}
+
+async fn rebuild(pool: &sqlx::PgPool, name: Option<&str>, all: bool) -> anyhow::Result<()> {
+    let available = projections::all();
+    let chosen: Vec<_> = match (name, all) {
+        (_, true) => available,
+        (Some(name), false) => {
+            let names: Vec<&str> = available.iter().map(|p| p.name()).collect();
+            let names = names.join(", ");
+            let found: Vec<_> = available.into_iter().filter(|p| p.name() == name).collect();
+            anyhow::ensure!(!found.is_empty(), "no projection named {name:?}; known: {names}");
+            found
+        }
+        (None, false) => anyhow::bail!("name a projection to rebuild, or pass --all"),
+    };
+    projection_runner::register(pool, &chosen).await?;
+    for projection in chosen {
+        let position = projection_runner::rebuild(pool, projection.as_ref())
+            .await
+            .with_context(|| format!("rebuilding {}", projection.name()))?;
+        println!("rebuilt {} up to position {position}", projection.name());
+    }
+    Ok(())
+}
+
+async fn stop(mut database: db::Database) -> anyhow::Result<()> {
+    database.pool.close().await;
+    if let Some(mut cluster) = database.embedded.take() {
+        cluster.stop().await?;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}

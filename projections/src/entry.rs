@@ -54,7 +54,9 @@ impl LogEntry {
         let decoded = match self.aggregate_type.as_str() {
             Delegation::TYPE => serde_json::from_value(payload).map(LedgerEvent::Delegation),
             QueueItem::TYPE => serde_json::from_value(payload).map(LedgerEvent::QueueItem),
-            IdempotencyKey::TYPE => serde_json::from_value(payload).map(LedgerEvent::IdempotencyKey),
+            IdempotencyKey::TYPE => {
+                serde_json::from_value(payload).map(LedgerEvent::IdempotencyKey)
+            }
             Workspace::TYPE => serde_json::from_value(payload).map(LedgerEvent::Workspace),
             other => return Err(DecodeError::UnknownAggregate(other.to_string())),
         };
@@ -63,5 +65,254 @@ impl LogEntry {
             event_type: self.event_type.clone(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::delegation::Origin;
+    use aggregates::workspace::DeliveryMode;
+    use aggregates::Actor;
+    use cqrs_es::DomainEvent;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    const DELEGATION: Uuid = Uuid::from_u128(0xd1);
+    const SOURCE: Uuid = Uuid::from_u128(0x5a);
+    const TARGET: Uuid = Uuid::from_u128(0x7b);
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-01T12:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn entry(aggregate_type: &str, event_type: &str, payload: Value) -> LogEntry {
+        LogEntry {
+            position: 17,
+            event_id: 1017,
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: DELEGATION.to_string(),
+            sequence: 1,
+            event_type: event_type.to_string(),
+            event_version: "1.0".to_string(),
+            payload,
+            metadata: json!({}),
+            recorded_at: at(),
+        }
+    }
+
+    fn delegation_sent() -> DelegationEvent {
+        DelegationEvent::DelegationSent {
+            delegation_id: DELEGATION,
+            source_id: SOURCE,
+            target_id: TARGET,
+            task: "summarise the report".to_string(),
+            task_preview: "summarise".to_string(),
+            origin: Origin::Recorded,
+            idempotency_key: Some("key-1".to_string()),
+            actor: Actor::Workspace(SOURCE),
+            at: at(),
+        }
+    }
+
+    fn workspace_registered() -> WorkspaceEvent {
+        WorkspaceEvent::WorkspaceRegistered {
+            workspace_id: SOURCE,
+            name: Some("alpha".to_string()),
+            url: Some("https://alpha.example".to_string()),
+            delivery_mode: DeliveryMode::Push,
+            token_hash: "hash".to_string(),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn a_delegation_payload_decodes_to_the_same_delegation_event() {
+        let event = delegation_sent();
+        let entry = entry(
+            "delegation",
+            &event.event_type(),
+            serde_json::to_value(&event).unwrap(),
+        );
+
+        assert_eq!(entry.decode().unwrap(), LedgerEvent::Delegation(event));
+    }
+
+    #[test]
+    fn every_delegation_event_round_trips_through_a_log_entry() {
+        let events = vec![
+            delegation_sent(),
+            DelegationEvent::DelegationDispatched {
+                delegation_id: DELEGATION,
+                source_id: SOURCE,
+                target_id: TARGET,
+                attempt: 2,
+                remote_task_id: Some("remote-9".to_string()),
+                actor: Actor::System("dispatcher".to_string()),
+                at: at(),
+            },
+            DelegationEvent::DelegationReceived {
+                delegation_id: DELEGATION,
+                source_id: SOURCE,
+                target_id: TARGET,
+                actor: Actor::Workspace(TARGET),
+                at: at(),
+            },
+            DelegationEvent::DelegationInProgress {
+                delegation_id: DELEGATION,
+                source_id: SOURCE,
+                target_id: TARGET,
+                actor: Actor::Workspace(TARGET),
+                at: at(),
+            },
+            DelegationEvent::DelegationQueued {
+                delegation_id: DELEGATION,
+                source_id: SOURCE,
+                target_id: TARGET,
+                queue_id: Some(Uuid::from_u128(0x99)),
+                actor: Actor::System("dispatcher".to_string()),
+                at: at(),
+            },
+            DelegationEvent::DelegationCompleted {
+                delegation_id: DELEGATION,
+                source_id: SOURCE,
+                target_id: TARGET,
+                result: "done".to_string(),
+                response_preview: "done".to_string(),
+                actor: Actor::Admin,
+                at: at(),
+            },
+            DelegationEvent::DelegationFailed {
+                delegation_id: DELEGATION,
+                source_id: SOURCE,
+                target_id: TARGET,
+                error: "boom".to_string(),
+                actor: Actor::System("dispatcher".to_string()),
+                at: at(),
+            },
+        ];
+
+        for event in events {
+            let entry = entry(
+                "delegation",
+                &event.event_type(),
+                serde_json::to_value(&event).unwrap(),
+            );
+            assert_eq!(entry.decode().unwrap(), LedgerEvent::Delegation(event));
+        }
+    }
+
+    #[test]
+    fn a_workspace_payload_decodes_to_the_same_workspace_event() {
+        let event = workspace_registered();
+        let entry = entry(
+            "workspace",
+            &event.event_type(),
+            serde_json::to_value(&event).unwrap(),
+        );
+
+        assert_eq!(entry.decode().unwrap(), LedgerEvent::Workspace(event));
+    }
+
+    #[test]
+    fn an_idempotency_key_payload_decodes_to_the_same_idempotency_key_event() {
+        let event = IdempotencyKeyEvent::IdempotencyKeyClaimed {
+            workspace_id: SOURCE,
+            key: "key-1".to_string(),
+            delegation_id: DELEGATION,
+            replaced: Some(Uuid::from_u128(0xd0)),
+            at: at(),
+        };
+        let entry = entry(
+            "idempotency_key",
+            &event.event_type(),
+            serde_json::to_value(&event).unwrap(),
+        );
+
+        assert_eq!(entry.decode().unwrap(), LedgerEvent::IdempotencyKey(event));
+    }
+
+    #[test]
+    fn an_unknown_aggregate_type_is_an_unknown_aggregate_error() {
+        let entry = entry(
+            "invoice",
+            "InvoiceSent",
+            serde_json::to_value(delegation_sent()).unwrap(),
+        );
+
+        let error = entry.decode().unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::UnknownAggregate(name) if name == "invoice"),
+            "got {error:?}"
+        );
+        assert_eq!(error.to_string(), r#"unknown aggregate type "invoice""#);
+    }
+
+    #[test]
+    fn the_aggregate_type_is_matched_exactly() {
+        let entry = entry(
+            "Delegation",
+            "DelegationSent",
+            serde_json::to_value(delegation_sent()).unwrap(),
+        );
+
+        assert!(matches!(
+            entry.decode(),
+            Err(DecodeError::UnknownAggregate(name)) if name == "Delegation"
+        ));
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_shape_is_a_payload_error_carrying_the_position() {
+        let entry = entry(
+            "delegation",
+            "DelegationSent",
+            json!({ "DelegationSent": { "delegation_id": "not a uuid" } }),
+        );
+
+        let error = entry.decode().unwrap_err();
+        match &error {
+            DecodeError::Payload {
+                position,
+                event_type,
+                ..
+            } => {
+                assert_eq!(*position, 17);
+                assert_eq!(event_type, "DelegationSent");
+            }
+            other => panic!("expected a payload error, got {other:?}"),
+        }
+        assert!(
+            error
+                .to_string()
+                .starts_with("event DelegationSent at position 17 does not decode: "),
+            "got {error}"
+        );
+    }
+
+    #[test]
+    fn a_workspace_payload_under_the_delegation_aggregate_is_a_payload_error() {
+        let entry = entry(
+            "delegation",
+            "WorkspaceRegistered",
+            serde_json::to_value(workspace_registered()).unwrap(),
+        );
+
+        assert!(matches!(
+            entry.decode(),
+            Err(DecodeError::Payload { position: 17, .. })
+        ));
+    }
+
+    #[test]
+    fn a_null_payload_is_a_payload_error() {
+        let entry = entry("workspace", "WorkspaceRegistered", Value::Null);
+
+        assert!(matches!(
+            entry.decode(),
+            Err(DecodeError::Payload { position: 17, .. })
+        ));
     }
 }

@@ -9,7 +9,10 @@ use crate::{ApplyFuture, LedgerEvent, LogEntry, Projection};
 
 /// Apply a workspace event on the runner's transaction. The event already
 /// is the row change, so no separate mapping type is needed here.
-pub async fn apply_event(conn: &mut PgConnection, event: &WorkspaceEvent) -> Result<(), sqlx::Error> {
+pub async fn apply_event(
+    conn: &mut PgConnection,
+    event: &WorkspaceEvent,
+) -> Result<(), sqlx::Error> {
     match event {
         WorkspaceEvent::WorkspaceRegistered {
             workspace_id,

@@ -36,7 +36,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let database = db::open(config.database_url.as_deref(), &config.data_dir, config.max_connections).await?;
+        let database = db::open(
+            config.database_url.as_deref(),
+            &config.data_dir,
+            config.max_connections,
+        )
+        .await?;
         let admin_token = match (&config.admin_token, &database.embedded) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(_)) => Some(embedded_admin_token(&config.data_dir)?),
@@ -59,7 +64,15 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}", config.addr))?;
         let port = listener.local_addr()?.port();
-        Ok(Self { listener, port, router, database, admin_token, trigger, tasks })
+        Ok(Self {
+            listener,
+            port,
+            router,
+            database,
+            admin_token,
+            trigger,
+            tasks,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -82,10 +95,22 @@ impl Application {
     /// Serve until `signal` resolves, then stop: finish in-flight requests,
     /// stop the background tasks between batches, close the pool, and stop
     /// the embedded PostgreSQL last.
-    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, mut database, trigger, mut tasks, .. } = self;
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            mut database,
+            trigger,
+            mut tasks,
+            ..
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, "serving");
-        let served = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(signal)
+            .await;
         trigger.trigger();
         while tasks.join_next().await.is_some() {}
         database.pool.close().await;
@@ -97,13 +122,22 @@ impl Application {
 }
 
 /// Start the progress listener, the sequencer and the projection runners.
-pub async fn start_background(pool: &PgPool, shutdown: Shutdown) -> anyhow::Result<(Arc<Progress>, JoinSet<()>)> {
+pub async fn start_background(
+    pool: &PgPool,
+    shutdown: Shutdown,
+) -> anyhow::Result<(Arc<Progress>, JoinSet<()>)> {
     let all = projections::all();
     projection_runner::register(pool, &all).await?;
-    let progress = Arc::new(Progress::new(all.iter().map(|p| p.name().to_string()).collect()));
+    let progress = Arc::new(Progress::new(
+        all.iter().map(|p| p.name().to_string()).collect(),
+    ));
     progress.refresh(pool).await?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(progress::listen(pool.clone(), progress.clone(), shutdown.clone()));
+    tasks.spawn(progress::listen(
+        pool.clone(),
+        progress.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(sequencer::run(
         pool.clone(),
         progress.clone(),
@@ -111,7 +145,12 @@ pub async fn start_background(pool: &PgPool, shutdown: Shutdown) -> anyhow::Resu
         shutdown.clone(),
     ));
     for projection in all {
-        tasks.spawn(projection_runner::run(pool.clone(), projection, progress.clone(), shutdown.clone()));
+        tasks.spawn(projection_runner::run(
+            pool.clone(),
+            projection,
+            progress.clone(),
+            shutdown.clone(),
+        ));
     }
     Ok((progress, tasks))
 }
@@ -129,12 +168,16 @@ fn embedded_admin_token(data_dir: &Path) -> anyhow::Result<String> {
     }
     let token = http::auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(data_dir)?;
-    std::fs::write(&path, format!("{token}\n")).with_context(|| format!("could not save {}", path.display()))?;
+    std::fs::write(&path, format!("{token}\n"))
+        .with_context(|| format!("could not save {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    println!("Generated admin token (shown once; saved in {}): {token}", path.display());
+    println!(
+        "Generated admin token (shown once; saved in {}): {token}",
+        path.display()
+    );
     Ok(token)
 }

@@ -29,7 +29,11 @@ pub struct Database {
 
 /// Connect to `database_url`, or start the embedded cluster under
 /// `data_dir`; then migrate.
-pub async fn open(database_url: Option<&str>, data_dir: &Path, max_connections: u32) -> anyhow::Result<Database> {
+pub async fn open(
+    database_url: Option<&str>,
+    data_dir: &Path,
+    max_connections: u32,
+) -> anyhow::Result<Database> {
     let (url, embedded) = match database_url {
         Some(url) => (url.to_string(), None),
         None => {
@@ -45,12 +49,17 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path, max_connections: 
     };
     let pool = connect(&url, max_connections).await?;
     migrate(&pool).await?;
-    Ok(Database { pool, url, embedded })
+    Ok(Database {
+        pool,
+        url,
+        embedded,
+    })
 }
 
 /// A pool on `url`.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let options =
+        PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .connect_with(options)
@@ -60,7 +69,10 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// Apply every migration not yet applied.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("database migration failed")
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("database migration failed")
 }
 
 /// `url` with any password replaced, for logs and errors.

@@ -40,7 +40,10 @@ pub enum RunnerError {
 }
 
 /// Make sure every projection has a checkpoint row.
-pub async fn register(pool: &PgPool, projections: &[Box<dyn Projection>]) -> Result<(), sqlx::Error> {
+pub async fn register(
+    pool: &PgPool,
+    projections: &[Box<dyn Projection>],
+) -> Result<(), sqlx::Error> {
     for projection in projections {
         sqlx::query("insert into projection_checkpoints (name) values ($1) on conflict do nothing")
             .bind(projection.name())
@@ -51,7 +54,12 @@ pub async fn register(pool: &PgPool, projections: &[Box<dyn Projection>]) -> Res
 }
 
 /// Follow the log for one projection until shutdown.
-pub async fn run(pool: PgPool, projection: Box<dyn Projection>, progress: Arc<Progress>, mut shutdown: Shutdown) {
+pub async fn run(
+    pool: PgPool,
+    projection: Box<dyn Projection>,
+    progress: Arc<Progress>,
+    mut shutdown: Shutdown,
+) {
     let name = projection.name();
     let mut sequenced = progress.subscribe_sequenced();
     loop {
@@ -85,6 +93,10 @@ pub async fn run(pool: PgPool, projection: Box<dyn Projection>, progress: Arc<Pr
 #[tracing::instrument(skip_all, fields(projection = projection.name()), err)]
 pub async fn step(pool: &PgPool, projection: &dyn Projection) -> Result<Option<i64>, RunnerError> {
     let mut tx = pool.begin().await?;
+    // Views are derived from the log: a batch lost in a crash is re-applied
+    // from the checkpoint, which is lost with it. No need to wait for the
+    // WAL flush (WAL order keeps a checkpoint from outliving its log rows).
+    sqlx::query("set local synchronous_commit = off").execute(&mut *tx).await?;
     let Some(checkpoint) = lock_checkpoint(&mut tx, projection.name()).await? else {
         return Ok(None);
     };
@@ -111,7 +123,9 @@ pub async fn rebuild(pool: &PgPool, projection: &dyn Projection) -> Result<i64, 
     lock_checkpoint(&mut tx, projection.name()).await?;
     for table in projection.tables() {
         // Table names come from the projection's own static list.
-        sqlx::query(&format!("truncate table {table}")).execute(&mut *tx).await?;
+        sqlx::query(&format!("truncate table {table}"))
+            .execute(&mut *tx)
+            .await?;
     }
     let mut position = 0;
     loop {
@@ -126,19 +140,28 @@ pub async fn rebuild(pool: &PgPool, projection: &dyn Projection) -> Result<i64, 
     Ok(position)
 }
 
-async fn lock_checkpoint(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<Option<i64>, sqlx::Error> {
+async fn lock_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("select position from projection_checkpoints where name = $1 for update")
         .bind(name)
         .fetch_optional(&mut **tx)
         .await
 }
 
-async fn save_checkpoint(tx: &mut Transaction<'_, Postgres>, name: &str, position: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("update projection_checkpoints set position = $2, updated_at = now() where name = $1")
-        .bind(name)
-        .bind(position)
-        .execute(&mut **tx)
-        .await?;
+async fn save_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update projection_checkpoints set position = $2, updated_at = now() where name = $1",
+    )
+    .bind(name)
+    .bind(position)
+    .execute(&mut **tx)
+    .await?;
     // Delivered at commit, so other processes never hear of an uncommitted
     // checkpoint.
     sqlx::query("select pg_notify($1, $2)")
@@ -160,7 +183,7 @@ async fn apply_batch(
     let mut position = after;
     for entry in &entries {
         let applied = match entry.decode() {
-            Ok(event) => projection.apply(&mut **tx, entry, &event).await,
+            Ok(event) => projection.apply(tx, entry, &event).await,
             Err(error) => Err(error.into()),
         };
         applied.map_err(|source| RunnerError::Apply {

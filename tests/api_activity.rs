@@ -33,18 +33,34 @@ async fn the_feed_is_newest_first_and_since_id_pages_forward_oldest_first() {
 
     // A poller holding the oldest row's id gets what came after it, in order.
     let cursor = &newest_first[1];
-    app.update(&a, first, json!({ "status": "completed", "response_preview": "done" })).await;
-    let (status, after) = app.get(&format!("{feed}?since_id={cursor}"), &a.token).await;
+    app.update(
+        &a,
+        first,
+        json!({ "status": "completed", "response_preview": "done" }),
+    )
+    .await;
+    let (status, after) = app
+        .get(&format!("{feed}?since_id={cursor}"), &a.token)
+        .await;
     assert_eq!(status, 200);
     let types: Vec<(&str, &str)> = after
         .as_array()
         .expect("array")
         .iter()
-        .map(|r| (r["activity_type"].as_str().unwrap_or(""), r["method"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["activity_type"].as_str().unwrap_or(""),
+                r["method"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         types,
-        [("delegation", "delegate"), ("delegation", "delegate_result"), ("a2a_receive", "delegate_result")],
+        [
+            ("delegation", "delegate"),
+            ("delegation", "delegate_result"),
+            ("a2a_receive", "delegate_result")
+        ],
         "{after}"
     );
     let last = ids(&after).pop().expect("rows after the cursor");
@@ -58,12 +74,21 @@ async fn a_cursor_from_another_workspace_or_unknown_is_gone() {
     let a = app.register().await;
     let b = app.register().await;
     app.record(&b, a.id, "b's work").await;
-    let (_, b_rows) = app.get(&format!("/workspaces/{}/activity", b.id), &b.token).await;
+    let (_, b_rows) = app
+        .get(&format!("/workspaces/{}/activity", b.id), &b.token)
+        .await;
     let foreign = ids(&b_rows).pop().expect("a row of b");
     let feed = format!("/workspaces/{}/activity", a.id);
-    let (status, body) = app.get(&format!("{feed}?since_id={foreign}"), &a.token).await;
+    let (status, body) = app
+        .get(&format!("{feed}?since_id={foreign}"), &a.token)
+        .await;
     assert_eq!(status, 410, "{body}");
-    let (status, _) = app.get(&format!("{feed}?since_id={}", uuid::Uuid::new_v4()), &a.token).await;
+    let (status, _) = app
+        .get(
+            &format!("{feed}?since_id={}", uuid::Uuid::new_v4()),
+            &a.token,
+        )
+        .await;
     assert_eq!(status, 410);
     let (status, _) = app.get(&format!("{feed}?since_id=nope"), &a.token).await;
     assert_eq!(status, 400);
@@ -83,7 +108,9 @@ async fn since_secs_must_be_a_positive_integer_and_is_clamped_to_30_days() {
         assert_eq!(status, 400, "since_secs={bad:?} → {body}");
         assert!(body["error"].as_str().unwrap_or("").contains("since_secs"));
     }
-    let (status, rows) = app.get(&format!("{feed}?since_secs=999999999"), &a.token).await;
+    let (status, rows) = app
+        .get(&format!("{feed}?since_secs=999999999"), &a.token)
+        .await;
     assert_eq!(status, 200, "a huge window is clamped, not refused");
     assert_eq!(rows.as_array().map(Vec::len), Some(1));
     let (_, rows) = app.get(&format!("{feed}?since_secs=3600"), &a.token).await;
@@ -105,23 +132,51 @@ async fn filters_by_type_and_source_and_results_reach_the_callers_inbox() {
     let b = app.register().await;
     let ok = app.record(&a, b.id, "works").await;
     let bad = app.record(&a, b.id, "breaks").await;
-    app.update(&a, ok, json!({ "status": "completed", "response_preview": "fine" })).await;
-    app.update(&a, bad, json!({ "status": "failed", "error": "exploded" })).await;
+    app.update(
+        &a,
+        ok,
+        json!({ "status": "completed", "response_preview": "fine" }),
+    )
+    .await;
+    app.update(&a, bad, json!({ "status": "failed", "error": "exploded" }))
+        .await;
 
-    let (status, inbox) = app.get(&format!("/workspaces/{}/activity?type=a2a_receive", a.id), &a.token).await;
+    let (status, inbox) = app
+        .get(
+            &format!("/workspaces/{}/activity?type=a2a_receive", a.id),
+            &a.token,
+        )
+        .await;
     assert_eq!(status, 200);
     let inbox = inbox.as_array().expect("array");
     assert_eq!(inbox.len(), 2, "{inbox:?}");
     assert_eq!(inbox[0]["status"], "error");
     assert_eq!(inbox[0]["error_detail"], "exploded");
-    assert_eq!(inbox[0]["source_id"], b.id.to_string(), "the result comes from the target");
+    assert_eq!(
+        inbox[0]["source_id"],
+        b.id.to_string(),
+        "the result comes from the target"
+    );
     assert_eq!(inbox[1]["status"], "ok");
     assert_eq!(inbox[1]["response_body"]["text"], "fine");
 
-    let (_, from_b) = app.get(&format!("/workspaces/{}/activity?source={}", a.id, b.id), &a.token).await;
-    assert_eq!(from_b.as_array().map(Vec::len), Some(2), "only the inbox rows come from b");
-    let (_, limited) = app.get(&format!("/workspaces/{}/activity?limit=1", a.id), &a.token).await;
+    let (_, from_b) = app
+        .get(
+            &format!("/workspaces/{}/activity?source={}", a.id, b.id),
+            &a.token,
+        )
+        .await;
+    assert_eq!(
+        from_b.as_array().map(Vec::len),
+        Some(2),
+        "only the inbox rows come from b"
+    );
+    let (_, limited) = app
+        .get(&format!("/workspaces/{}/activity?limit=1", a.id), &a.token)
+        .await;
     assert_eq!(limited.as_array().map(Vec::len), Some(1));
-    let (status, _) = app.get(&format!("/workspaces/{}/activity?limit=-1", a.id), &a.token).await;
+    let (status, _) = app
+        .get(&format!("/workspaces/{}/activity?limit=-1", a.id), &a.token)
+        .await;
     assert_eq!(status, 400);
 }

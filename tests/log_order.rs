@@ -25,7 +25,9 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
     let pool = ledger::db::connect(&url, 30).await.expect("connect");
     ledger::db::migrate(&pool).await.expect("migrate");
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let (progress, _tasks) = ledger::app::start_background(&pool, shutdown).await.expect("background");
+    let (progress, _tasks) = ledger::app::start_background(&pool, shutdown)
+        .await
+        .expect("background");
     let bus = CommandBus::new(pool.clone(), progress, Duration::from_secs(10));
 
     let ids: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::new_v4()).collect();
@@ -38,7 +40,9 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
             token_hash: id.simple().to_string(),
             at: Utc::now(),
         };
-        bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await.expect("register");
+        bus.execute::<Workspace>(&id.to_string(), command, HashMap::new())
+            .await
+            .expect("register");
     }
 
     // A reader follows the log while the writers append, and checks density
@@ -76,7 +80,10 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
                     at: Utc::now(),
                 };
                 loop {
-                    match bus.execute::<Workspace>(&id.to_string(), command.clone(), HashMap::new()).await {
+                    match bus
+                        .execute::<Workspace>(&id.to_string(), command.clone(), HashMap::new())
+                        .await
+                    {
                         Ok(executed) => {
                             assert_eq!(executed.committed, 1);
                             break;
@@ -102,8 +109,16 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
             .fetch_all(&pool)
             .await
             .expect("events");
-    assert_eq!(committed.len() as i64, expected_total, "every command committed one event");
-    assert_eq!(seen.len(), committed.len(), "the log holds every committed event");
+    assert_eq!(
+        committed.len() as i64,
+        expected_total,
+        "every command committed one event"
+    );
+    assert_eq!(
+        seen.len(),
+        committed.len(),
+        "the log holds every committed event"
+    );
     let positions: Vec<i64> = seen.iter().map(|e| e.position).collect();
     assert_eq!(positions, (1..=expected_total).collect::<Vec<_>>());
 
@@ -120,7 +135,10 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
     }
 
     let verification = verify(&pool, None, None).await.expect("verify");
-    assert!(verification.is_ok(), "chain should verify: {verification:?}");
+    assert!(
+        verification.is_ok(),
+        "chain should verify: {verification:?}"
+    );
 }
 
 #[tokio::test]
@@ -134,10 +152,12 @@ async fn verify_reports_the_first_altered_entry() {
     let before = verify(&app.pool, None, None).await.expect("verify");
     assert!(before.is_ok(), "{before:?}");
 
-    let position: i64 = sqlx::query_scalar("select min(position) from ledger_log where event_type = 'DelegationSent'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("a sent event");
+    let position: i64 = sqlx::query_scalar(
+        "select min(position) from ledger_log where event_type = 'DelegationSent'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("a sent event");
     sqlx::query(
         "update events set payload = replace(payload::text, 'task 0', 'task X')::json \
          where event_id = (select event_id from ledger_log where position = $1)",
@@ -147,7 +167,9 @@ async fn verify_reports_the_first_altered_entry() {
     .await
     .expect("tamper");
     match verify(&app.pool, None, None).await.expect("verify") {
-        ledger::log::verify::Verification::Broken { first_bad_position, .. } => {
+        ledger::log::verify::Verification::Broken {
+            first_bad_position, ..
+        } => {
             assert_eq!(first_bad_position, position)
         }
         ok => panic!("a changed payload must be detected, got {ok:?}"),

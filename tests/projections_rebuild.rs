@@ -16,8 +16,14 @@ async fn snapshot(pool: &PgPool) -> Vec<String> {
         ("activity_logs", "log_position, ordinal"),
     ] {
         let sql = format!("select t::text from {table} t order by {order}");
-        let table_rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(pool).await.expect("snapshot");
-        assert!(!table_rows.is_empty(), "{table} should not be empty for this test to mean anything");
+        let table_rows: Vec<String> = sqlx::query_scalar(&sql)
+            .fetch_all(pool)
+            .await
+            .expect("snapshot");
+        assert!(
+            !table_rows.is_empty(),
+            "{table} should not be empty for this test to mean anything"
+        );
         rows.extend(table_rows);
     }
     rows
@@ -26,18 +32,37 @@ async fn snapshot(pool: &PgPool) -> Vec<String> {
 async fn make_history(app: &common::TestApp) {
     let a = app.register().await;
     let b = app.register().await;
-    app.post("/registry/heartbeat", &b.token, json!({ "workspace_id": b.id, "active_tasks": 1 })).await;
+    app.post(
+        "/registry/heartbeat",
+        &b.token,
+        json!({ "workspace_id": b.id, "active_tasks": 1 }),
+    )
+    .await;
     for n in 0..5 {
         let id = app.record(&a, b.id, &format!("task {n}")).await;
         app.update(&a, id, json!({ "status": "received" })).await;
         if n % 2 == 0 {
-            app.update(&a, id, json!({ "status": "completed", "response_preview": format!("result {n}") })).await;
+            app.update(
+                &a,
+                id,
+                json!({ "status": "completed", "response_preview": format!("result {n}") }),
+            )
+            .await;
         } else {
-            app.update(&a, id, json!({ "status": "failed", "error": format!("error {n}") })).await;
+            app.update(
+                &a,
+                id,
+                json!({ "status": "failed", "error": format!("error {n}") }),
+            )
+            .await;
         }
     }
     let (status, _) = app
-        .post(&format!("/workspaces/{}/delegate", a.id), &a.token, json!({ "target_id": b.id, "task": "managed" }))
+        .post(
+            &format!("/workspaces/{}/delegate", a.id),
+            &a.token,
+            json!({ "target_id": b.id, "task": "managed" }),
+        )
         .await;
     assert_eq!(status, 202);
 }
@@ -75,11 +100,19 @@ async fn the_rebuild_command_rebuilds_one_or_all_projections() {
             .expect("run ledger")
     };
     let output = run(&["projections", "rebuild", "activity_logs"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(snapshot(&app.pool).await, live);
 
     let output = run(&["projections", "rebuild", "--all"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(snapshot(&app.pool).await, live);
 
     let output = run(&["projections", "rebuild", "nonsense"]);

@@ -22,7 +22,8 @@ async fn serve_without_a_database_url_runs_on_its_own_postgres_and_stops_it() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
     }
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
@@ -50,7 +51,11 @@ async fn serve_without_a_database_url_runs_on_its_own_postgres_and_stops_it() {
     let base = format!("http://127.0.0.1:{port}");
     assert_eq!(line.trim(), format!("ledger listening on {base}"));
     let client = reqwest::Client::new();
-    let health = client.get(format!("{base}/healthz")).send().await.expect("healthz");
+    let health = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status().as_u16(), 200);
     let id = uuid::Uuid::new_v4();
     let registered: Value = client
@@ -75,7 +80,10 @@ async fn serve_without_a_database_url_runs_on_its_own_postgres_and_stops_it() {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let status = child.wait().expect("wait");
-    assert!(status.success(), "ledger should exit cleanly on SIGTERM: {status:?}");
+    assert!(
+        status.success(),
+        "ledger should exit cleanly on SIGTERM: {status:?}"
+    );
     assert!(
         !dir.path().join("postgres/pgdata/postmaster.pid").exists(),
         "the embedded PostgreSQL should be stopped"

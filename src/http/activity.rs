@@ -77,11 +77,16 @@ async fn activity(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ActivityQuery>,
 ) -> Result<Json<Vec<ActivityRow>>, ApiError> {
-    let workspace = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
+    let workspace = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
     caller.require(workspace)?;
     let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let since_secs = parse_since_secs(query.since_secs.as_deref())?;
-    let source = query.source.as_deref().map(|s| parse_uuid("source", s)).transpose()?;
+    let source = query
+        .source
+        .as_deref()
+        .map(|s| parse_uuid("source", s))
+        .transpose()?;
     let cursor = match query.since_id.as_deref() {
         None => None,
         Some(text) => {
@@ -96,7 +101,9 @@ async fn activity(
             .fetch_optional(&state.pool)
             .await?;
             Some(position.ok_or_else(|| {
-                ApiError::Gone(format!("since_id {cursor_id} is not a row of this workspace's feed"))
+                ApiError::Gone(format!(
+                    "since_id {cursor_id} is not a row of this workspace's feed"
+                ))
             })?)
         }
     };
@@ -130,6 +137,9 @@ async fn activity(
         }
     }
     sql.push(" limit ").push_bind(limit);
-    let rows = sql.build_query_as::<ActivityRow>().fetch_all(&state.pool).await?;
+    let rows = sql
+        .build_query_as::<ActivityRow>()
+        .fetch_all(&state.pool)
+        .await?;
     Ok(Json(rows))
 }

@@ -47,7 +47,9 @@ impl Caller {
         if self.acts_for(workspace_id) {
             Ok(())
         } else {
-            Err(ApiError::not_found(format!("workspace {workspace_id} not found")))
+            Err(ApiError::not_found(format!(
+                "workspace {workspace_id} not found"
+            )))
         }
     }
 }
@@ -55,16 +57,24 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate(state, &parts.headers)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("missing bearer token: send `Authorization: Bearer <token>`".into()))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(state, &parts.headers).await?.ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing bearer token: send `Authorization: Bearer <token>`".into(),
+            )
+        })
     }
 }
 
 /// The caller named by the `Authorization` header: None when the header is
 /// absent, 401 when it is malformed or its token matches nothing.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -74,16 +84,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Optio
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header: expected `Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "malformed Authorization header: expected `Bearer <token>`".into(),
+            )
+        })?;
     if let Some(admin) = &state.admin_token {
         if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
             return Ok(Some(Caller::Admin));
         }
     }
-    let workspace: Option<Uuid> = sqlx::query_scalar("select id from workspaces where token_hash = $1")
-        .bind(hash_token(token))
-        .fetch_optional(&state.pool)
-        .await?;
+    let workspace: Option<Uuid> =
+        sqlx::query_scalar("select id from workspaces where token_hash = $1")
+            .bind(hash_token(token))
+            .fetch_optional(&state.pool)
+            .await?;
     workspace
         .map(|id| Some(Caller::Workspace(id)))
         .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use aggregates::delegation::{
-    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate, MAX_TASK_BYTES,
+    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate,
+    MAX_TASK_BYTES,
 };
 use aggregates::idempotency_key::{
     self, IdempotencyKey, IdempotencyKeyCommand, IdempotencyKeyError, MAX_KEY_CHARS,
@@ -39,7 +40,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/workspaces/{id}/delegate", post(delegate))
         .route("/workspaces/{id}/delegations/record", post(record))
-        .route("/workspaces/{id}/delegations/{delegation_id}/update", post(update))
+        .route(
+            "/workspaces/{id}/delegations/{delegation_id}/update",
+            post(update),
+        )
         .route("/workspaces/{id}/delegations", get(list))
         .route("/workspaces/{id}/delegations/{delegation_id}", get(get_one))
 }
@@ -47,20 +51,28 @@ pub fn router() -> Router<AppState> {
 /// The workspace in the path, as the caller may see it: an id that is not
 /// a UUID, or another workspace's, does not exist for this caller.
 fn workspace_in_path(caller: Caller, id: &str) -> Result<Uuid, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
+    let id = Uuid::parse_str(id)
+        .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
     caller.require(id)?;
     Ok(id)
 }
 
 fn validate_task(source: Uuid, target: Uuid, task: &str) -> Result<(), ApiError> {
     if source == target {
-        return Err(ApiError::bad_request(DelegationError::SelfDelegation.to_string()));
+        return Err(ApiError::bad_request(
+            DelegationError::SelfDelegation.to_string(),
+        ));
     }
     if task.trim().is_empty() {
-        return Err(ApiError::bad_request(DelegationError::EmptyTask.to_string()));
+        return Err(ApiError::bad_request(
+            DelegationError::EmptyTask.to_string(),
+        ));
     }
     if task.len() > MAX_TASK_BYTES {
-        let error = DelegationError::TaskTooLarge { bytes: task.len(), max: MAX_TASK_BYTES };
+        let error = DelegationError::TaskTooLarge {
+            bytes: task.len(),
+            max: MAX_TASK_BYTES,
+        };
         return Err(ApiError::bad_request(error.to_string()));
     }
     Ok(())
@@ -69,7 +81,9 @@ fn validate_task(source: Uuid, target: Uuid, task: &str) -> Result<(), ApiError>
 /// Checked before the key is claimed, so a bad request claims nothing.
 fn validate_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() {
-        return Err(ApiError::bad_request(IdempotencyKeyError::EmptyKey.to_string()));
+        return Err(ApiError::bad_request(
+            IdempotencyKeyError::EmptyKey.to_string(),
+        ));
     }
     if key.chars().count() > MAX_KEY_CHARS {
         return Err(ApiError::bad_request(
@@ -106,12 +120,15 @@ async fn delegate(
     let source = workspace_in_path(caller, &id)?;
     let target = parse_uuid("target_id", &body.target_id)?;
     validate_task(source, target, &body.task)?;
-    let target_known: bool = sqlx::query_scalar("select exists(select 1 from workspaces where id = $1)")
-        .bind(target)
-        .fetch_one(&state.pool)
-        .await?;
+    let target_known: bool =
+        sqlx::query_scalar("select exists(select 1 from workspaces where id = $1)")
+            .bind(target)
+            .fetch_one(&state.pool)
+            .await?;
     if !target_known {
-        return Err(ApiError::not_found(format!("target workspace {target} not found")));
+        return Err(ApiError::not_found(format!(
+            "target workspace {target} not found"
+        )));
     }
 
     if let Some(key) = &body.idempotency_key {
@@ -143,8 +160,13 @@ async fn delegate(
         }
         // The key's delegation already exists (same or other content).
         Ok(executed) => executed.state,
-        Err(CommandError::Rejected(DelegationError::AlreadyExists)) if body.idempotency_key.is_some() => {
-            state.bus.load::<Delegation>(&delegation_id.to_string()).await?
+        Err(CommandError::Rejected(DelegationError::AlreadyExists))
+            if body.idempotency_key.is_some() =>
+        {
+            state
+                .bus
+                .load::<Delegation>(&delegation_id.to_string())
+                .await?
         }
         Err(other) => return Err(other.into()),
     };
@@ -165,7 +187,12 @@ async fn delegate(
 /// key, generation), so concurrent requests with the same key agree on the
 /// id, and creating that delegation is idempotent: exactly one of them
 /// commits it, the others see an existing delegation.
-async fn delegation_for_key(state: &AppState, caller: Caller, source: Uuid, key: &str) -> Result<Uuid, ApiError> {
+async fn delegation_for_key(
+    state: &AppState,
+    caller: Caller,
+    source: Uuid,
+    key: &str,
+) -> Result<Uuid, ApiError> {
     let key_id = idempotency_key::aggregate_id(source, key);
     for _ in 0..KEY_CLAIM_ATTEMPTS {
         let current: IdempotencyKey = state.bus.load(&key_id).await?;
@@ -187,10 +214,15 @@ async fn delegation_for_key(state: &AppState, caller: Caller, source: Uuid, key:
             free_holder,
             at: now(),
         };
-        match state.bus.execute::<IdempotencyKey>(&key_id, command, metadata(caller)).await {
+        match state
+            .bus
+            .execute::<IdempotencyKey>(&key_id, command, metadata(caller))
+            .await
+        {
             Ok(_) => return Ok(delegation_id),
             // Someone else took the key meanwhile: look at their delegation.
-            Err(CommandError::Rejected(IdempotencyKeyError::Held { .. })) | Err(CommandError::Conflict) => continue,
+            Err(CommandError::Rejected(IdempotencyKeyError::Held { .. }))
+            | Err(CommandError::Conflict) => continue,
             Err(other) => return Err(other.into()),
         }
     }
@@ -205,7 +237,10 @@ const KEY_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d69_6465_6d70_6
 
 /// The delegation id of `key`'s `generation` in `workspace`.
 fn key_generation_id(workspace: Uuid, key: &str, generation: u32) -> Uuid {
-    Uuid::new_v5(&KEY_ID_NAMESPACE, format!("{workspace}/{generation}/{key}").as_bytes())
+    Uuid::new_v5(
+        &KEY_ID_NAMESPACE,
+        format!("{workspace}/{generation}/{key}").as_bytes(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,7 +277,10 @@ async fn record(
         .bus
         .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "delegation_id": delegation_id, "status": "recorded" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "delegation_id": delegation_id, "status": "recorded" })),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,13 +328,19 @@ async fn update(
     if !involved {
         return Err(not_found());
     }
-    let command = DelegationCommand::UpdateStatus { update, actor: caller.actor(), at: now() };
+    let command = DelegationCommand::UpdateStatus {
+        update,
+        actor: caller.actor(),
+        at: now(),
+    };
     let executed = state
         .bus
         .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
         .await?;
     let status = executed.state.status().map(DelegationStatus::as_str);
-    Ok(Json(json!({ "status": status, "delegation_id": delegation_id })))
+    Ok(Json(
+        json!({ "status": status, "delegation_id": delegation_id }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

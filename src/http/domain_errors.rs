@@ -11,9 +11,14 @@ impl DomainErrorStatus for DelegationError {
     fn into_api_error(self) -> ApiError {
         let message = self.to_string();
         match self {
-            Self::SelfDelegation | Self::EmptyTask | Self::TaskTooLarge { .. } => ApiError::BadRequest(message),
+            Self::SelfDelegation | Self::EmptyTask | Self::TaskTooLarge { .. } => {
+                ApiError::BadRequest(message)
+            }
             Self::NotFound => ApiError::NotFound(message),
-            Self::AlreadyExists => ApiError::Conflict { message, current_status: None },
+            Self::AlreadyExists => ApiError::Conflict {
+                message,
+                current_status: None,
+            },
             Self::InvalidTransition { .. } | Self::TerminalConflict { .. } => ApiError::Conflict {
                 current_status: self.current_status().map(|s| s.as_str().to_string()),
                 message,
@@ -27,7 +32,10 @@ impl DomainErrorStatus for IdempotencyKeyError {
         let message = self.to_string();
         match self {
             Self::EmptyKey | Self::KeyTooLong { .. } => ApiError::BadRequest(message),
-            Self::Held { .. } => ApiError::Conflict { message, current_status: None },
+            Self::Held { .. } => ApiError::Conflict {
+                message,
+                current_status: None,
+            },
         }
     }
 }
@@ -36,11 +44,15 @@ impl DomainErrorStatus for WorkspaceError {
     fn into_api_error(self) -> ApiError {
         let message = self.to_string();
         match self {
-            Self::AlreadyRegistered => ApiError::Conflict { message, current_status: None },
+            Self::AlreadyRegistered => ApiError::Conflict {
+                message,
+                current_status: None,
+            },
             Self::NotRegistered => ApiError::NotFound(message),
-            Self::UrlRequiredForPush | Self::InvalidUrl(_) | Self::NameTooLong { .. } | Self::InvalidCapacity => {
-                ApiError::BadRequest(message)
-            }
+            Self::UrlRequiredForPush
+            | Self::InvalidUrl(_)
+            | Self::NameTooLong { .. }
+            | Self::InvalidCapacity => ApiError::BadRequest(message),
         }
     }
 }
@@ -55,7 +67,10 @@ impl DomainErrorStatus for QueueItemError {
             | Self::Expired
             | Self::NotYetExpired
             | Self::NotQueued { .. }
-            | Self::NotDispatched { .. } => ApiError::Conflict { message, current_status: None },
+            | Self::NotDispatched { .. } => ApiError::Conflict {
+                message,
+                current_status: None,
+            },
         }
     }
 }

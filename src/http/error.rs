@@ -92,7 +92,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(%detail, "request failed");
                 json!({ "error": "internal error; see the service log" })
             }
-            Self::Conflict { message, current_status: Some(current) } => {
+            Self::Conflict {
+                message,
+                current_status: Some(current),
+            } => {
                 json!({ "error": message, "current_status": current })
             }
             other => json!({ "error": other.to_string() }),

@@ -49,7 +49,8 @@ where
 
 /// Parse a UUID field, naming the field in the error.
 pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value).map_err(|_| ApiError::bad_request(format!("{field} must be a valid UUID")))
+    Uuid::parse_str(value)
+        .map_err(|_| ApiError::bad_request(format!("{field} must be a valid UUID")))
 }
 
 /// Parse an optional positive integer `limit`, clamped to `max`.

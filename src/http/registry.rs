@@ -74,9 +74,16 @@ async fn register(
             token_hash: hash_token(&token),
             at,
         };
-        state.bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await?;
+        state
+            .bus
+            .execute::<Workspace>(&id.to_string(), command, HashMap::new())
+            .await?;
         tracing::info!(%id, mode = delivery_mode.as_str(), "workspace registered");
-        return Ok(Json(RegisterResponse { id, delivery_mode, auth_token: Some(token) }));
+        return Ok(Json(RegisterResponse {
+            id,
+            delivery_mode,
+            auth_token: Some(token),
+        }));
     }
 
     match authenticate(&state, &headers).await? {
@@ -99,8 +106,15 @@ async fn register(
         delivery_mode,
         at,
     };
-    state.bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await?;
-    Ok(Json(RegisterResponse { id, delivery_mode, auth_token: None }))
+    state
+        .bus
+        .execute::<Workspace>(&id.to_string(), command, HashMap::new())
+        .await?;
+    Ok(Json(RegisterResponse {
+        id,
+        delivery_mode,
+        auth_token: None,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +144,10 @@ async fn heartbeat(
         max_concurrent: body.max_concurrent.unwrap_or(1),
         at: now(),
     };
-    state.bus.execute::<Workspace>(&id.to_string(), command, HashMap::new()).await?;
+    state
+        .bus
+        .execute::<Workspace>(&id.to_string(), command, HashMap::new())
+        .await?;
     Ok(Json(HeartbeatResponse { drained: 0 }))
 }
 
@@ -148,10 +165,12 @@ async fn discover(
 ) -> Result<Json<DiscoverResponse>, ApiError> {
     let not_found = || ApiError::not_found(format!("workspace {id} not found"));
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    sqlx::query_as::<_, DiscoverResponse>("select id, url, delivery_mode from workspaces where id = $1")
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await?
-        .map(Json)
-        .ok_or_else(not_found)
+    sqlx::query_as::<_, DiscoverResponse>(
+        "select id, url, delivery_mode from workspaces where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?
+    .map(Json)
+    .ok_or_else(not_found)
 }

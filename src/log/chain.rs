@@ -86,8 +86,16 @@ mod tests {
 
     #[test]
     fn moving_bytes_between_fields_changes_the_hash() {
-        let a = ChainedEvent { aggregate_type: "ab", aggregate_id: "c", ..event("{}") };
-        let b = ChainedEvent { aggregate_type: "a", aggregate_id: "bc", ..event("{}") };
+        let a = ChainedEvent {
+            aggregate_type: "ab",
+            aggregate_id: "c",
+            ..event("{}")
+        };
+        let b = ChainedEvent {
+            aggregate_type: "a",
+            aggregate_id: "bc",
+            ..event("{}")
+        };
         assert_ne!(link(&GENESIS, &a), link(&GENESIS, &b));
     }
 }

@@ -72,7 +72,9 @@ impl Progress {
     /// Record a sequencer state; ignored if older than the one known.
     pub fn publish_sequenced(&self, state: Sequenced) {
         self.sequenced.send_if_modified(|known| {
-            if state.head > known.head || (state.head == known.head && state.watermark > known.watermark) {
+            if state.head > known.head
+                || (state.head == known.head && state.watermark > known.watermark)
+            {
                 *known = state;
                 true
             } else {
@@ -161,8 +163,13 @@ impl Progress {
         let parts: Vec<&str> = payload.split(',').collect();
         match (channel, parts.as_slice()) {
             (LOG_CHANNEL, [head, tx_id, event_id]) => {
-                if let (Ok(head), Ok(tx_id), Ok(event_id)) = (head.parse(), tx_id.parse(), event_id.parse()) {
-                    self.publish_sequenced(Sequenced { head, watermark: Watermark { tx_id, event_id } });
+                if let (Ok(head), Ok(tx_id), Ok(event_id)) =
+                    (head.parse(), tx_id.parse(), event_id.parse())
+                {
+                    self.publish_sequenced(Sequenced {
+                        head,
+                        watermark: Watermark { tx_id, event_id },
+                    });
                 }
             }
             (PROJECTION_CHANNEL, [name, position]) => {

@@ -34,7 +34,10 @@ pub async fn fresh_database_url() -> String {
         Some(db) => options.database(db),
         None => options,
     };
-    let mut conn = options.connect().await.expect("test PostgreSQL should accept connections");
+    let mut conn = options
+        .connect()
+        .await
+        .expect("test PostgreSQL should accept connections");
     sqlx::query(&format!("create database {name}"))
         .execute(&mut conn)
         .await
@@ -68,7 +71,9 @@ pub async fn spawn_app_on(database_url: String) -> TestApp {
         max_connections: 20,
         ..Config::default()
     };
-    let app = Application::build(config).await.expect("service should build");
+    let app = Application::build(config)
+        .await
+        .expect("service should build");
     let port = app.port();
     let pool = app.pool().clone();
     tokio::spawn(app.run_until(std::future::pending()));
@@ -129,7 +134,10 @@ impl TestApp {
             .expect("register should be sent");
         let (status, body) = read(response).await;
         assert_eq!(status, 200, "register failed: {body}");
-        let token = body["auth_token"].as_str().expect("first registration returns a token").to_string();
+        let token = body["auth_token"]
+            .as_str()
+            .expect("first registration returns a token")
+            .to_string();
         Workspace { id, token }
     }
 
@@ -147,9 +155,17 @@ impl TestApp {
         delegation_id
     }
 
-    pub async fn update(&self, workspace: &Workspace, delegation_id: Uuid, body: Value) -> (u16, Value) {
+    pub async fn update(
+        &self,
+        workspace: &Workspace,
+        delegation_id: Uuid,
+        body: Value,
+    ) -> (u16, Value) {
         self.post(
-            &format!("/workspaces/{}/delegations/{delegation_id}/update", workspace.id),
+            &format!(
+                "/workspaces/{}/delegations/{delegation_id}/update",
+                workspace.id
+            ),
             &workspace.token,
             body,
         )
@@ -159,11 +175,15 @@ impl TestApp {
 
 pub async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
-    let text = response.text().await.expect("response body should be readable");
+    let text = response
+        .text()
+        .await
+        .expect("response body should be readable");
     let body = if text.is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("response should be JSON, got {text:?}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("response should be JSON, got {text:?}"))
     };
     (status, body)
 }

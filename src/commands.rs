@@ -59,17 +59,32 @@ pub struct CommandBus {
 
 impl CommandBus {
     pub fn new(pool: PgPool, progress: Arc<Progress>, visibility_timeout: Duration) -> Self {
-        Self { pool, progress, visibility_timeout }
+        Self {
+            pool,
+            progress,
+            visibility_timeout,
+        }
     }
 
+    /// The event store, reading older event versions through the same
+    /// upcasters as the log readers (projections, audit), so all of them
+    /// fold an aggregate from the same events.
     fn store<A: Aggregate>(&self) -> PersistedEventStore<PostgresEventRepository, A> {
         PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()))
+            .with_upcasters(aggregates::upcasters::upcasters())
     }
 
     /// The current state of an aggregate, folded from its events (a default
     /// state when it has none).
-    pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
-        let mut context = self.store::<A>().load_aggregate(aggregate_id).await.map_err(store_error)?;
+    pub async fn load<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<A, CommandError<A::Error>> {
+        let mut context = self
+            .store::<A>()
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(store_error)?;
         Ok(std::mem::take(context.aggregate()))
     }
 
@@ -87,7 +102,10 @@ impl CommandBus {
     {
         let store = self.store::<A>();
         for _ in 0..CONFLICT_RETRIES {
-            let mut context = store.load_aggregate(aggregate_id).await.map_err(store_error)?;
+            let mut context = store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(store_error)?;
             let sink = Default::default();
             context
                 .aggregate()
@@ -97,15 +115,29 @@ impl CommandBus {
             let state = context.aggregate().clone();
             let events = sink.collect().await;
             if events.is_empty() {
-                return Ok(Executed { state, committed: 0, visible: true });
+                return Ok(Executed {
+                    state,
+                    committed: 0,
+                    visible: true,
+                });
             }
             match store.commit(events, context, metadata.clone()).await {
                 Ok(committed) => {
                     let Some(last) = committed.last() else {
-                        return Ok(Executed { state, committed: 0, visible: true });
+                        return Ok(Executed {
+                            state,
+                            committed: 0,
+                            visible: true,
+                        });
                     };
-                    let visible = self.wait_visible(A::TYPE, aggregate_id, last.sequence).await;
-                    return Ok(Executed { state, committed: committed.len(), visible });
+                    let visible = self
+                        .wait_visible(A::TYPE, aggregate_id, last.sequence)
+                        .await;
+                    return Ok(Executed {
+                        state,
+                        committed: committed.len(),
+                        visible,
+                    });
                 }
                 Err(AggregateError::AggregateConflict) => continue,
                 Err(other) => return Err(store_error(other)),
@@ -115,7 +147,12 @@ impl CommandBus {
     }
 
     /// Read-your-writes: wait until the event is sequenced and projected.
-    async fn wait_visible(&self, aggregate_type: &str, aggregate_id: &str, sequence: usize) -> bool {
+    async fn wait_visible(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: usize,
+    ) -> bool {
         self.progress.wake_sequencer();
         let mark = sqlx::query(
             "select tx_id::text as tx_id, event_id from events \
@@ -129,19 +166,29 @@ impl CommandBus {
         .and_then(|row| {
             let tx_id: String = row.try_get("tx_id")?;
             Ok(Watermark {
-                tx_id: tx_id.parse().map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {tx_id}")))?,
+                tx_id: tx_id
+                    .parse()
+                    .map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {tx_id}")))?,
                 event_id: row.try_get("event_id")?,
             })
         });
         let visible = match mark {
-            Ok(mark) => self.progress.wait_visible(mark, self.visibility_timeout).await,
+            Ok(mark) => {
+                self.progress
+                    .wait_visible(mark, self.visibility_timeout)
+                    .await
+            }
             Err(error) => {
                 tracing::warn!(%error, "could not locate committed event");
                 false
             }
         };
         if !visible {
-            tracing::warn!(aggregate_type, aggregate_id, "events not yet visible in every view after the timeout");
+            tracing::warn!(
+                aggregate_type,
+                aggregate_id,
+                "events not yet visible in every view after the timeout"
+            );
         }
         visible
     }

@@ -1,16 +1,20 @@
-//! `ledger`: run the service, migrate, rebuild projections.
+//! `ledger`: run the service, migrate, rebuild projections, audit the log.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use ledger::app::Application;
 use ledger::config::Config;
 use ledger::{db, projection_runner, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "ledger", version, about = "Event-sourced ledger for agent-to-agent task delegations")]
+#[command(
+    name = "ledger",
+    version,
+    about = "Event-sourced ledger for agent-to-agent task delegations"
+)]
 struct Cli {
     #[command(flatten)]
     database: DatabaseArgs,
@@ -24,7 +28,12 @@ struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Directory for the embedded PostgreSQL and the generated admin token.
-    #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger", global = true)]
+    #[arg(
+        long,
+        env = "LEDGER_DATA_DIR",
+        default_value = ".ledger",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 
@@ -49,6 +58,30 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Check the hash-chained log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and check every entry against its event; prints
+    /// the report as JSON and exits with status 1 when the chain is broken.
+    Verify {
+        /// First position to check (default 1; a later start trusts the
+        /// stored hash of the entry before it).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        from: Option<i64>,
+        /// Last position to check (default: the head).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        to: Option<i64>,
+    },
+    /// Print the head of the log, `{"position": N, "hash": "<hex>"}`, to keep
+    /// outside the database: a chain rewritten consistently still verifies,
+    /// but no longer ends in this hash at this position.
+    Head,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +101,11 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { addr, admin_token, max_body_bytes } => {
+        Command::Serve {
+            addr,
+            admin_token,
+            max_body_bytes,
+        } => {
             let config = Config {
                 database_url: cli.database.database_url,
                 data_dir: cli.database.data_dir,
@@ -82,15 +119,71 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Command::Migrate => {
-            let database = db::open(cli.database.database_url.as_deref(), &cli.database.data_dir, 2).await?;
+            let database = db::open(
+                cli.database.database_url.as_deref(),
+                &cli.database.data_dir,
+                2,
+            )
+            .await?;
             println!("migrations applied");
             stop(database).await
         }
-        Command::Projections { command: ProjectionsCommand::Rebuild { name, all } } => {
-            let database = db::open(cli.database.database_url.as_deref(), &cli.database.data_dir, 2).await?;
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name, all },
+        } => {
+            let database = db::open(
+                cli.database.database_url.as_deref(),
+                &cli.database.data_dir,
+                2,
+            )
+            .await?;
             let result = rebuild(&database.pool, name.as_deref(), all).await;
             stop(database).await?;
             result
+        }
+        Command::Audit { command } => {
+            if let AuditCommand::Verify {
+                from: Some(from),
+                to: Some(to),
+            } = command
+            {
+                if from > to {
+                    Cli::command()
+                        .error(
+                            clap::error::ErrorKind::ArgumentConflict,
+                            format!("--from ({from}) must not be after --to ({to})"),
+                        )
+                        .exit();
+                }
+            }
+            let database = db::open(
+                cli.database.database_url.as_deref(),
+                &cli.database.data_dir,
+                2,
+            )
+            .await?;
+            let result = audit(&database.pool, command).await;
+            stop(database).await?;
+            if !result? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Run an audit command, printing its JSON; false when the chain is broken.
+async fn audit(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Result<bool> {
+    match command {
+        AuditCommand::Verify { from, to } => {
+            let verification = ledger::log::verify::verify(pool, from, to).await?;
+            println!("{}", serde_json::to_string_pretty(&verification)?);
+            Ok(verification.is_ok())
+        }
+        AuditCommand::Head => {
+            let head = ledger::log::verify::head(pool).await?;
+            println!("{}", serde_json::to_string(&head)?);
+            Ok(true)
         }
     }
 }
@@ -103,7 +196,10 @@ async fn rebuild(pool: &sqlx::PgPool, name: Option<&str>, all: bool) -> anyhow::
             let names: Vec<&str> = available.iter().map(|p| p.name()).collect();
             let names = names.join(", ");
             let found: Vec<_> = available.into_iter().filter(|p| p.name() == name).collect();
-            anyhow::ensure!(!found.is_empty(), "no projection named {name:?}; known: {names}");
+            anyhow::ensure!(
+                !found.is_empty(),
+                "no projection named {name:?}; known: {names}"
+            );
             found
         }
         (None, false) => anyhow::bail!("name a projection to rebuild, or pass --all"),
@@ -131,14 +227,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

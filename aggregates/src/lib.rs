@@ -16,11 +16,14 @@
 //!   delegation; strongly consistent because it is itself an aggregate.
 //! * [`workspace`] — the registry entry of an agent workspace.
 //! * [`common`] — values shared by all of them (actor, previews).
+//! * [`upcasters`] — older event shapes turned into the current ones, for
+//!   the write path and the log readers alike.
 
 pub mod common;
 pub mod delegation;
 pub mod idempotency_key;
 pub mod queue_item;
+pub mod upcasters;
 pub mod workspace;
 
 pub use common::{preview, Actor};

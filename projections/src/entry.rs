@@ -1,13 +1,25 @@
 //! A positioned log entry, joined with the event row it was made from, and
 //! its payload decoded into the aggregate's event type.
+//!
+//! Decoding goes through the same upcasters as the write path
+//! ([`aggregates::upcasters`]), so a projection or an audit sees an event
+//! stored by older code exactly as the command bus does when it folds the
+//! aggregate.
+//!
+//! [`workspaces_of`] names the workspaces an event concerns; the sequencer
+//! stores them next to the entry so audits can select "everything that
+//! touched workspace W" through an index.
 
 use aggregates::delegation::{Delegation, DelegationEvent};
 use aggregates::idempotency_key::{IdempotencyKey, IdempotencyKeyEvent};
 use aggregates::queue_item::{QueueItem, QueueItemEvent};
+use aggregates::upcasters;
 use aggregates::workspace::{Workspace, WorkspaceEvent};
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::SerializedEvent;
 use cqrs_es::Aggregate;
 use serde_json::Value;
+use uuid::Uuid;
 
 /// One entry of the positioned log with its event.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,9 +60,10 @@ pub enum DecodeError {
 }
 
 impl LogEntry {
-    /// Decode the payload by the aggregate type that wrote it.
+    /// Decode the payload by the aggregate type that wrote it, upcast first
+    /// if it was stored at an older event version.
     pub fn decode(&self) -> Result<LedgerEvent, DecodeError> {
-        let payload = self.payload.clone();
+        let payload = self.upcast_payload();
         let decoded = match self.aggregate_type.as_str() {
             Delegation::TYPE => serde_json::from_value(payload).map(LedgerEvent::Delegation),
             QueueItem::TYPE => serde_json::from_value(payload).map(LedgerEvent::QueueItem),
@@ -65,6 +78,57 @@ impl LogEntry {
             event_type: self.event_type.clone(),
             source,
         })
+    }
+
+    /// The payload in the current shape of its event type.
+    fn upcast_payload(&self) -> Value {
+        if !upcasters::needs_upcast(&self.event_type, &self.event_version) {
+            return self.payload.clone();
+        }
+        let stored = SerializedEvent::new(
+            self.aggregate_id.clone(),
+            usize::try_from(self.sequence).unwrap_or_default(),
+            self.aggregate_type.clone(),
+            self.event_type.clone(),
+            self.event_version.clone(),
+            self.payload.clone(),
+            // Upcasters change payloads only; no need to copy the metadata.
+            Value::Null,
+        );
+        upcasters::upcast(stored).payload
+    }
+}
+
+/// The workspaces an event concerns: `(source, target)`.
+///
+/// * delegation events: `(source_id, target_id)`;
+/// * queue item events: `(caller_id, target_id)`;
+/// * workspace events and idempotency keys: `(workspace_id, None)`.
+///
+/// Read from the raw JSON, not a typed decode: the sequencer calls this for
+/// every event it positions and must never stall on a payload it cannot
+/// decode, so anything missing or malformed is simply `None`. The field
+/// names are the same in every version of every event (an upcaster that
+/// renamed one would have to be mirrored here).
+pub fn workspaces_of(aggregate_type: &str, payload: &Value) -> (Option<Uuid>, Option<Uuid>) {
+    // Payloads are externally tagged enums: `{"EventName": {fields}}`.
+    let Some(fields) = payload
+        .as_object()
+        .and_then(|tagged| tagged.values().next())
+    else {
+        return (None, None);
+    };
+    let uuid = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|text| Uuid::parse_str(text).ok())
+    };
+    match aggregate_type {
+        Delegation::TYPE => (uuid("source_id"), uuid("target_id")),
+        QueueItem::TYPE => (uuid("caller_id"), uuid("target_id")),
+        Workspace::TYPE | IdempotencyKey::TYPE => (uuid("workspace_id"), None),
+        _ => (None, None),
     }
 }
 
@@ -314,5 +378,115 @@ mod tests {
             entry.decode(),
             Err(DecodeError::Payload { position: 17, .. })
         ));
+    }
+
+    #[test]
+    fn a_v0_9_delegation_sent_decodes_with_the_task_preview_derived_from_the_task() {
+        let mut entry = entry(
+            "delegation",
+            "DelegationSent",
+            serde_json::to_value(delegation_sent()).unwrap(),
+        );
+        entry.event_version = "0.9".to_string();
+        entry.payload["DelegationSent"]
+            .as_object_mut()
+            .unwrap()
+            .remove("task_preview");
+
+        let expected = DelegationEvent::DelegationSent {
+            delegation_id: DELEGATION,
+            source_id: SOURCE,
+            target_id: TARGET,
+            task: "summarise the report".to_string(),
+            task_preview: "summarise the report".to_string(),
+            origin: Origin::Recorded,
+            idempotency_key: Some("key-1".to_string()),
+            actor: Actor::Workspace(SOURCE),
+            at: at(),
+        };
+        assert_eq!(entry.decode().unwrap(), LedgerEvent::Delegation(expected));
+    }
+
+    #[test]
+    fn a_v1_0_payload_missing_the_task_preview_is_still_a_payload_error() {
+        let mut entry = entry(
+            "delegation",
+            "DelegationSent",
+            serde_json::to_value(delegation_sent()).unwrap(),
+        );
+        entry.payload["DelegationSent"]
+            .as_object_mut()
+            .unwrap()
+            .remove("task_preview");
+
+        assert!(matches!(
+            entry.decode(),
+            Err(DecodeError::Payload { position: 17, .. })
+        ));
+    }
+
+    #[test]
+    fn a_delegation_event_concerns_its_source_and_its_target() {
+        let payload = serde_json::to_value(delegation_sent()).unwrap();
+
+        assert_eq!(
+            workspaces_of("delegation", &payload),
+            (Some(SOURCE), Some(TARGET))
+        );
+    }
+
+    #[test]
+    fn a_queue_item_event_concerns_its_caller_and_its_target() {
+        let event = QueueItemEvent::QueueItemExpired {
+            queue_id: Uuid::from_u128(0x99),
+            target_id: TARGET,
+            caller_id: SOURCE,
+            delegation_id: None,
+            at: at(),
+        };
+        let payload = serde_json::to_value(event).unwrap();
+
+        assert_eq!(
+            workspaces_of("queue_item", &payload),
+            (Some(SOURCE), Some(TARGET))
+        );
+    }
+
+    #[test]
+    fn workspace_and_idempotency_key_events_concern_one_workspace() {
+        let registered = serde_json::to_value(workspace_registered()).unwrap();
+        let claimed = serde_json::to_value(IdempotencyKeyEvent::IdempotencyKeyClaimed {
+            workspace_id: TARGET,
+            key: "key-1".to_string(),
+            delegation_id: DELEGATION,
+            replaced: None,
+            at: at(),
+        })
+        .unwrap();
+
+        assert_eq!(
+            workspaces_of("workspace", &registered),
+            (Some(SOURCE), None)
+        );
+        assert_eq!(
+            workspaces_of("idempotency_key", &claimed),
+            (Some(TARGET), None)
+        );
+    }
+
+    #[test]
+    fn an_unknown_aggregate_or_a_malformed_payload_concerns_no_workspace() {
+        let payload = serde_json::to_value(delegation_sent()).unwrap();
+
+        assert_eq!(workspaces_of("invoice", &payload), (None, None));
+        assert_eq!(workspaces_of("delegation", &Value::Null), (None, None));
+        assert_eq!(workspaces_of("delegation", &json!({})), (None, None));
+        assert_eq!(
+            workspaces_of(
+                "delegation",
+                &json!({ "DelegationSent": { "source_id": "not a uuid", "target_id": 7 } })
+            ),
+            (None, None)
+        );
     }
 }

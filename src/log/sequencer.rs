@@ -13,11 +13,17 @@
 //! the next dense positions, chains their hashes, inserts them and
 //! `NOTIFY`s once per batch. It never skips an event and never blocks a
 //! writer; a long-running writing transaction only delays the log.
+//!
+//! Each entry also records the workspaces its event concerns
+//! ([`projections::entry::workspaces_of`]), so audits can select a
+//! workspace's history through an index instead of reading every payload.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use projections::entry::workspaces_of;
 use sqlx::{Connection, PgConnection, PgPool, Row};
+use uuid::Uuid;
 
 use super::chain::{self, ChainedEvent, GENESIS};
 use super::progress::{Progress, Sequenced, Watermark, LOG_CHANNEL};
@@ -60,7 +66,12 @@ struct Tail {
 
 /// Run for the life of the process: campaign for leadership, lead while
 /// elected, campaign again if the lock's connection is lost.
-pub async fn run(pool: PgPool, progress: Arc<Progress>, config: SequencerConfig, mut shutdown: Shutdown) {
+pub async fn run(
+    pool: PgPool,
+    progress: Arc<Progress>,
+    config: SequencerConfig,
+    mut shutdown: Shutdown,
+) {
     while !shutdown.is_shutdown() {
         match campaign(&pool).await {
             Ok(Some(mut conn)) => {
@@ -106,11 +117,17 @@ async fn lead(
     shutdown: &mut Shutdown,
 ) -> Result<(), sqlx::Error> {
     let mut tail = load_tail(conn).await?;
-    progress.publish_sequenced(Sequenced { head: tail.position, watermark: tail.watermark });
+    progress.publish_sequenced(Sequenced {
+        head: tail.position,
+        watermark: tail.watermark,
+    });
     loop {
         let round = sequence_batch(conn, &mut tail, config.batch_size).await?;
         if round.appended > 0 {
-            progress.publish_sequenced(Sequenced { head: tail.position, watermark: tail.watermark });
+            progress.publish_sequenced(Sequenced {
+                head: tail.position,
+                watermark: tail.watermark,
+            });
             continue;
         }
         let pause = if round.waiting_behind_horizon {
@@ -133,7 +150,11 @@ async fn load_tail(conn: &mut PgConnection) -> Result<Tail, sqlx::Error> {
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match row {
-        None => Tail { position: 0, hash: GENESIS.to_vec(), watermark: Watermark::default() },
+        None => Tail {
+            position: 0,
+            hash: GENESIS.to_vec(),
+            watermark: Watermark::default(),
+        },
         Some(row) => {
             let tx_id: String = row.try_get("tx_id")?;
             Tail {
@@ -172,9 +193,15 @@ struct Candidate {
     payload: String,
     metadata: String,
     recorded_at: chrono::DateTime<chrono::Utc>,
+    source_workspace: Option<Uuid>,
+    target_workspace: Option<Uuid>,
 }
 
-async fn sequence_batch(conn: &mut PgConnection, tail: &mut Tail, batch_size: i64) -> Result<Round, sqlx::Error> {
+async fn sequence_batch(
+    conn: &mut PgConnection,
+    tail: &mut Tail,
+    batch_size: i64,
+) -> Result<Round, sqlx::Error> {
     // The horizon is computed in the same statement, so every event whose
     // transaction is below it is visible to this statement's snapshot.
     let rows = sqlx::query(
@@ -200,21 +227,34 @@ async fn sequence_batch(conn: &mut PgConnection, tail: &mut Tail, batch_size: i6
             break;
         }
         let tx_id: String = row.try_get("tx_id")?;
+        let aggregate_type: String = row.try_get("aggregate_type")?;
+        let payload: String = row.try_get("payload")?;
+        // The column is `json`, so the text always parses; if it somehow
+        // did not, the entry concerns no workspace rather than stalling
+        // the log.
+        let (source_workspace, target_workspace) = serde_json::from_str(&payload)
+            .map(|parsed| workspaces_of(&aggregate_type, &parsed))
+            .unwrap_or_default();
         ready.push(Candidate {
             event_id: row.try_get("event_id")?,
             tx_id: parse_xid(&tx_id)?,
-            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_type,
             aggregate_id: row.try_get("aggregate_id")?,
             sequence: row.try_get("sequence")?,
             event_type: row.try_get("event_type")?,
             event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
+            payload,
             metadata: row.try_get("metadata")?,
             recorded_at: row.try_get("recorded_at")?,
+            source_workspace,
+            target_workspace,
         });
     }
     if ready.is_empty() {
-        return Ok(Round { appended: 0, waiting_behind_horizon });
+        return Ok(Round {
+            appended: 0,
+            waiting_behind_horizon,
+        });
     }
 
     let mut positions = Vec::with_capacity(ready.len());
@@ -241,14 +281,26 @@ async fn sequence_batch(conn: &mut PgConnection, tail: &mut Tail, batch_size: i6
         prev_hashes.push(std::mem::replace(&mut prev_hash, hash.to_vec()));
         hashes.push(hash.to_vec());
     }
-    let last = ready.last().map(|c| Watermark { tx_id: c.tx_id, event_id: c.event_id }).unwrap_or(tail.watermark);
+    let last = ready
+        .last()
+        .map(|c| Watermark {
+            tx_id: c.tx_id,
+            event_id: c.event_id,
+        })
+        .unwrap_or(tail.watermark);
 
     let mut tx = conn.begin().await?;
+    // The log is a deterministic function of the (durably committed) event
+    // rows: after a crash the same events get the same positions and hashes
+    // again. So its commits need not wait for the WAL flush.
+    sqlx::query("set local synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "insert into ledger_log (position, event_id, tx_id, aggregate_type, aggregate_id, sequence, \
-         event_type, recorded_at, prev_hash, hash) \
+         event_type, recorded_at, prev_hash, hash, source_workspace, target_workspace) \
          select * from unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::text[], $5::text[], \
-         $6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[], $10::bytea[])",
+         $6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[], $10::bytea[], $11::uuid[], $12::uuid[])",
     )
     .bind(&positions)
     .bind(ready.iter().map(|c| c.event_id).collect::<Vec<_>>())
@@ -260,6 +312,8 @@ async fn sequence_batch(conn: &mut PgConnection, tail: &mut Tail, batch_size: i6
     .bind(ready.iter().map(|c| c.recorded_at).collect::<Vec<_>>())
     .bind(&prev_hashes)
     .bind(&hashes)
+    .bind(ready.iter().map(|c| c.source_workspace).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.target_workspace).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     sqlx::query("select pg_notify($1, $2)")
@@ -272,5 +326,8 @@ async fn sequence_batch(conn: &mut PgConnection, tail: &mut Tail, batch_size: i6
     tail.position = position;
     tail.hash = prev_hash;
     tail.watermark = last;
-    Ok(Round { appended: ready.len(), waiting_behind_horizon })
+    Ok(Round {
+        appended: ready.len(),
+        waiting_behind_horizon,
+    })
 }

@@ -2,24 +2,36 @@
 //! must chain from its predecessor and match the event row it was made
 //! from. A changed payload, a deleted or re-inserted event, or two entries
 //! swapped all break the chain at the first entry they touch.
+//!
+//! What a clean walk does *not* prove: that nobody with write access
+//! rewrote the whole chain consistently, or cut entries off its end. Both
+//! leave a chain that verifies on its own. They are caught by comparing the
+//! [`head`] with a copy kept outside the database (`ledger audit head`, or
+//! `head_position`/`head_hash` of a verification): a rewritten chain ends in
+//! a different hash at that position, a truncated one no longer reaches it.
+//!
+//! A range `from..=to` is anchored on the stored hash of entry `from - 1`,
+//! which the walk trusts; only a walk from position 1 checks everything.
 
+use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
 use super::chain::{self, ChainedEvent, GENESIS};
 
-/// Entries checked per query.
-const VERIFY_BATCH: i64 = 5000;
-
+/// The result of a walk; serialized as the `GET /audit/verify` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Verification {
+    /// Every entry of the range checked out; `head_*` is its last entry
+    /// (export it to detect a later rewrite).
     Ok {
         ok: bool,
         checked: i64,
         head_position: i64,
         head_hash: String,
     },
+    /// The first entry that does not check out, and why.
     Broken {
         ok: bool,
         first_bad_position: i64,
@@ -33,94 +45,151 @@ impl Verification {
     }
 }
 
-fn broken(position: i64, reason: impl Into<String>) -> Verification {
-    Verification::Broken { ok: false, first_bad_position: position, reason: reason.into() }
+/// The last entry of the log: the value to keep outside the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Head {
+    /// 0 for an empty log.
+    pub position: i64,
+    /// Lowercase hex SHA-256; 64 zeros for an empty log.
+    pub hash: String,
 }
 
-/// Verify positions `from..=to` (defaults: the whole log).
-pub async fn verify(pool: &PgPool, from: Option<i64>, to: Option<i64>) -> Result<Verification, sqlx::Error> {
+fn broken(position: i64, reason: impl Into<String>) -> Verification {
+    Verification::Broken {
+        ok: false,
+        first_bad_position: position,
+        reason: reason.into(),
+    }
+}
+
+/// The current head of the log.
+pub async fn head(pool: &PgPool) -> Result<Head, sqlx::Error> {
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("select position, hash from ledger_log order by position desc limit 1")
+            .fetch_optional(pool)
+            .await?;
+    Ok(match last {
+        Some((position, hash)) => Head {
+            position,
+            hash: hex::encode(hash),
+        },
+        None => Head {
+            position: 0,
+            hash: hex::encode(GENESIS),
+        },
+    })
+}
+
+/// Verify positions `from..=to` (defaults: the whole log; `to` beyond the
+/// head is cut to the head). One query, streamed: memory stays flat however
+/// long the log is.
+pub async fn verify(
+    pool: &PgPool,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Verification, sqlx::Error> {
+    let head = head(pool).await?;
     let from = from.unwrap_or(1).max(1);
+    let to = to.map_or(head.position, |to| to.min(head.position));
+    if from > to {
+        // Nothing to check: the range starts after the head.
+        return Ok(Verification::Ok {
+            ok: true,
+            checked: 0,
+            head_position: head.position,
+            head_hash: head.hash,
+        });
+    }
     let mut prev_hash = if from == 1 {
         GENESIS.to_vec()
     } else {
-        let prev: Option<Vec<u8>> = sqlx::query_scalar("select hash from ledger_log where position = $1")
-            .bind(from - 1)
-            .fetch_optional(pool)
-            .await?;
+        let prev: Option<Vec<u8>> =
+            sqlx::query_scalar("select hash from ledger_log where position = $1")
+                .bind(from - 1)
+                .fetch_optional(pool)
+                .await?;
         match prev {
             Some(hash) => hash,
             None => return Ok(broken(from - 1, "the entry before the range is missing")),
         }
     };
-    let to = match to {
-        Some(to) => to,
-        None => sqlx::query_scalar("select coalesce(max(position), 0) from ledger_log").fetch_one(pool).await?,
-    };
+
+    // A left join: an entry whose event row was deleted must be reported,
+    // not silently skipped.
+    let mut rows = sqlx::query(
+        "select l.position, l.prev_hash, l.hash, l.aggregate_type as log_type, l.aggregate_id as log_id, \
+         l.sequence as log_sequence, l.event_type as log_event_type, \
+         e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
+         e.payload::text as payload, e.metadata::text as metadata \
+         from ledger_log l left join events e on e.event_id = l.event_id \
+         where l.position >= $1 and l.position <= $2 order by l.position",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch(pool);
+
     let mut expected = from;
     let mut checked = 0;
-    while expected <= to {
-        let rows = sqlx::query(
-            "select l.position, l.prev_hash, l.hash, l.aggregate_type as log_type, l.aggregate_id as log_id, \
-             l.sequence as log_sequence, l.event_type as log_event_type, \
-             e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
-             e.payload::text as payload, e.metadata::text as metadata \
-             from ledger_log l left join events e on e.event_id = l.event_id \
-             where l.position >= $1 and l.position <= $2 order by l.position limit $3",
-        )
-        .bind(expected)
-        .bind(to)
-        .bind(VERIFY_BATCH)
-        .fetch_all(pool)
-        .await?;
-        if rows.is_empty() {
+    while let Some(row) = rows.try_next().await? {
+        let position: i64 = row.try_get("position")?;
+        if position != expected {
             return Ok(broken(expected, "entry missing from the log"));
         }
-        for row in rows {
-            let position: i64 = row.try_get("position")?;
-            if position != expected {
-                return Ok(broken(expected, "entry missing from the log"));
-            }
-            let Some(aggregate_type) = row.try_get::<Option<String>, _>("aggregate_type")? else {
-                return Ok(broken(position, "the event this entry was made from is missing"));
-            };
-            let aggregate_id: String = row.try_get("aggregate_id")?;
-            let sequence: i64 = row.try_get("sequence")?;
-            let event_type: String = row.try_get("event_type")?;
-            let identity_matches = aggregate_type == row.try_get::<String, _>("log_type")?
-                && aggregate_id == row.try_get::<String, _>("log_id")?
-                && sequence == row.try_get::<i64, _>("log_sequence")?
-                && event_type == row.try_get::<String, _>("log_event_type")?;
-            if !identity_matches {
-                return Ok(broken(position, "the entry does not match its event row"));
-            }
-            let stored_prev: Vec<u8> = row.try_get("prev_hash")?;
-            if stored_prev != prev_hash {
-                return Ok(broken(position, "prev_hash does not match the previous entry's hash"));
-            }
-            let payload: String = row.try_get("payload")?;
-            let metadata: String = row.try_get("metadata")?;
-            let event_version: String = row.try_get("event_version")?;
-            let hash = chain::link(
-                &prev_hash,
-                &ChainedEvent {
-                    position,
-                    aggregate_type: &aggregate_type,
-                    aggregate_id: &aggregate_id,
-                    sequence,
-                    event_type: &event_type,
-                    event_version: &event_version,
-                    payload: &payload,
-                    metadata: &metadata,
-                },
-            );
-            let stored: Vec<u8> = row.try_get("hash")?;
-            if stored != hash {
-                return Ok(broken(position, "hash does not match the event's content"));
-            }
-            prev_hash = stored;
-            expected += 1;
-            checked += 1;
+        let Some(aggregate_type) = row.try_get::<Option<String>, _>("aggregate_type")? else {
+            return Ok(broken(
+                position,
+                "the event this entry was made from is missing",
+            ));
+        };
+        let aggregate_id: String = row.try_get("aggregate_id")?;
+        let sequence: i64 = row.try_get("sequence")?;
+        let event_type: String = row.try_get("event_type")?;
+        let identity_matches = aggregate_type == row.try_get::<String, _>("log_type")?
+            && aggregate_id == row.try_get::<String, _>("log_id")?
+            && sequence == row.try_get::<i64, _>("log_sequence")?
+            && event_type == row.try_get::<String, _>("log_event_type")?;
+        if !identity_matches {
+            return Ok(broken(position, "the entry does not match its event row"));
         }
+        let stored_prev: Vec<u8> = row.try_get("prev_hash")?;
+        if stored_prev != prev_hash {
+            return Ok(broken(
+                position,
+                "prev_hash does not match the previous entry's hash",
+            ));
+        }
+        let payload: String = row.try_get("payload")?;
+        let metadata: String = row.try_get("metadata")?;
+        let event_version: String = row.try_get("event_version")?;
+        let hash = chain::link(
+            &prev_hash,
+            &ChainedEvent {
+                position,
+                aggregate_type: &aggregate_type,
+                aggregate_id: &aggregate_id,
+                sequence,
+                event_type: &event_type,
+                event_version: &event_version,
+                payload: &payload,
+                metadata: &metadata,
+            },
+        );
+        let stored: Vec<u8> = row.try_get("hash")?;
+        if stored != hash {
+            return Ok(broken(position, "hash does not match the event's content"));
+        }
+        prev_hash = stored;
+        expected += 1;
+        checked += 1;
     }
-    Ok(Verification::Ok { ok: true, checked, head_position: to, head_hash: hex::encode(&prev_hash) })
+    if expected <= to {
+        // The entries at the end of the range vanished after the head was read.
+        return Ok(broken(expected, "entry missing from the log"));
+    }
+    Ok(Verification::Ok {
+        ok: true,
+        checked,
+        head_position: to,
+        head_hash: hex::encode(&prev_hash),
+    })
 }

@@ -1,0 +1,271 @@
+//! Event schema evolution: events stored by older code stay readable on
+//! every path. A `DelegationSent` and a `DelegationCompleted` at
+//! `event_version` 0.9 — before `task_preview` and `response_preview`
+//! existed — are inserted directly into the event table (the sequencer
+//! positions whatever is there) and must still
+//!
+//! * replay: the command bus loads the aggregate and decides on it;
+//! * audit: `/audit/streams/...` folds the same state;
+//! * project: the runners apply them, and a rebuild gives the same views;
+//!
+//! while the stored rows themselves stay exactly as written (the hash chain
+//! covers them, so they are upcast on read, never rewritten).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestApp;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const OLD_VERSION: &str = "0.9";
+
+async fn settle(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (events, head, slowest): (i64, i64, i64) = sqlx::query_as(
+            "select (select count(*) from events), \
+             (select coalesce(max(position), 0) from ledger_log), \
+             (select coalesce(min(position), 0) from projection_checkpoints)",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("progress");
+        if events == head && slowest >= head {
+            return;
+        }
+        assert!(Instant::now() < deadline, "log did not settle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Write an event row the way the 0.9 code did.
+async fn insert_old(pool: &PgPool, delegation: Uuid, sequence: i64, payload: Value) {
+    let event_type = payload
+        .as_object()
+        .and_then(|tagged| tagged.keys().next())
+        .expect("tagged payload")
+        .clone();
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         values ('delegation', $1, $2, $3, $4, $5, '{}')",
+    )
+    .bind(delegation.to_string())
+    .bind(sequence)
+    .bind(event_type)
+    .bind(OLD_VERSION)
+    .bind(payload)
+    .execute(pool)
+    .await
+    .expect("insert a 0.9 event");
+}
+
+/// `DelegationSent` 0.9: no `task_preview`.
+fn sent_v0_9(delegation: Uuid, source: Uuid, target: Uuid, task: &str) -> Value {
+    json!({ "DelegationSent": {
+        "delegation_id": delegation,
+        "source_id": source,
+        "target_id": target,
+        "task": task,
+        "origin": "recorded",
+        "idempotency_key": null,
+        "actor": { "kind": "workspace", "id": source },
+        "at": "2024-05-01T12:00:00Z",
+    }})
+}
+
+/// `DelegationCompleted` 0.9: no `response_preview`.
+fn completed_v0_9(delegation: Uuid, source: Uuid, target: Uuid, result: &str) -> Value {
+    json!({ "DelegationCompleted": {
+        "delegation_id": delegation,
+        "source_id": source,
+        "target_id": target,
+        "result": result,
+        "actor": { "kind": "workspace", "id": target },
+        "at": "2024-05-01T12:05:00Z",
+    }})
+}
+
+async fn stored(pool: &PgPool, delegation: Uuid) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "select event_version, payload::text from events where aggregate_id = $1 order by sequence",
+    )
+    .bind(delegation.to_string())
+    .fetch_all(pool)
+    .await
+    .expect("stored events")
+}
+
+async fn views(pool: &PgPool) -> (String, String) {
+    sqlx::query_as(
+        "select (select coalesce(json_agg(d order by d.delegation_id), '[]')::text from delegations d), \
+         (select coalesce(json_agg(a order by a.log_position, a.ordinal), '[]')::text from activity_logs a)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("views")
+}
+
+async fn audit_stream(app: &TestApp, delegation: Uuid) -> Value {
+    let (status, body) = app
+        .get(
+            &format!("/audit/streams/delegation/{delegation}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_0_9_delegation_sent_projects_audits_and_takes_new_commands() {
+    let app = common::spawn_app().await;
+    let a = app.register().await;
+    let b = app.register().await;
+    let delegation = Uuid::new_v4();
+    let task = format!(
+        "Summarise the quarterly report. {}",
+        "Details follow. ".repeat(10)
+    );
+    insert_old(
+        &app.pool,
+        delegation,
+        1,
+        sent_v0_9(delegation, a.id, b.id, &task),
+    )
+    .await;
+    let as_written = stored(&app.pool, delegation).await;
+    settle(&app.pool).await;
+
+    // projects
+    let row: (String, String, Uuid, Uuid) = sqlx::query_as(
+        "select task, status, source_id, target_id from delegations where delegation_id = $1",
+    )
+    .bind(delegation)
+    .fetch_one(&app.pool)
+    .await
+    .expect("the delegations view has the old delegation");
+    assert_eq!(row, (task.clone(), "dispatched".to_string(), a.id, b.id));
+    let (status, body) = app
+        .get(
+            &format!("/workspaces/{}/delegations/{delegation}", a.id),
+            &a.token,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["task"], json!(task));
+
+    // audits
+    let audit = audit_stream(&app, delegation).await;
+    assert_eq!(audit["events"][0]["event_version"], json!("0.9"));
+    assert_eq!(
+        audit["events"][0]["payload"],
+        sent_v0_9(delegation, a.id, b.id, &task),
+        "events are shown as stored, not upcast"
+    );
+    assert_eq!(audit["state"]["task"], json!(task));
+    assert_eq!(audit["state"]["status"], json!("dispatched"));
+
+    // replays: the bus folds the 0.9 event and decides on the new command
+    let (status, body) = app
+        .update(
+            &b,
+            delegation,
+            json!({ "status": "completed", "response_preview": "revenue grew" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], json!("completed"));
+    settle(&app.pool).await;
+    let after = stored(&app.pool, delegation).await;
+    assert_eq!(after[0], as_written[0], "the old row is never rewritten");
+    assert_eq!(after.len(), 2);
+    assert_eq!(
+        after[1].0, "1.0",
+        "new events are written at the current version"
+    );
+
+    let audit = audit_stream(&app, delegation).await;
+    assert_eq!(audit["state"]["status"], json!("completed"));
+    assert_eq!(audit["state"]["result"], json!("revenue grew"));
+    let (_, verification) = app.get("/audit/verify", &app.admin_token).await;
+    assert_eq!(verification["ok"], json!(true), "{verification}");
+}
+
+#[tokio::test]
+async fn a_0_9_delegation_completed_gets_its_response_preview_from_the_result_everywhere() {
+    let app = common::spawn_app().await;
+    let a = app.register().await;
+    let b = app.register().await;
+    let delegation = Uuid::new_v4();
+    let result = "r".repeat(250) + &"s".repeat(150);
+    let preview = "r".repeat(250) + &"s".repeat(50);
+    insert_old(
+        &app.pool,
+        delegation,
+        1,
+        sent_v0_9(delegation, a.id, b.id, "the task"),
+    )
+    .await;
+    insert_old(
+        &app.pool,
+        delegation,
+        2,
+        completed_v0_9(delegation, a.id, b.id, &result),
+    )
+    .await;
+    settle(&app.pool).await;
+
+    // projects: the preview the 1.0 event would have carried
+    let row: (String, Option<String>, Option<String>) = sqlx::query_as(
+        "select status, result, response_preview from delegations where delegation_id = $1",
+    )
+    .bind(delegation)
+    .fetch_one(&app.pool)
+    .await
+    .expect("delegations row");
+    assert_eq!(
+        row,
+        (
+            "completed".to_string(),
+            Some(result.clone()),
+            Some(preview.clone())
+        )
+    );
+    let delegate_row: Option<String> = sqlx::query_scalar(
+        "select response_body->>'text' from activity_logs where delegation_id = $1 and method = 'delegate'",
+    )
+    .bind(delegation)
+    .fetch_one(&app.pool)
+    .await
+    .expect("activity row");
+    assert_eq!(delegate_row, Some(preview));
+
+    // audits
+    let audit = audit_stream(&app, delegation).await;
+    assert_eq!(audit["as_of_position"], json!(4));
+    assert_eq!(audit["state"]["status"], json!("completed"));
+    assert_eq!(audit["state"]["result"], json!(result));
+
+    // replays: the bus sees a completed delegation and refuses to fail it
+    let (status, body) = app
+        .update(
+            &b,
+            delegation,
+            json!({ "status": "failed", "error": "late" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["current_status"], json!("completed"));
+
+    // projects again from scratch: a rebuild gives the same views
+    let live = views(&app.pool).await;
+    for projection in projections::all() {
+        ledger::projection_runner::rebuild(&app.pool, projection.as_ref())
+            .await
+            .expect("rebuild");
+    }
+    assert_eq!(views(&app.pool).await, live);
+}

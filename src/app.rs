@@ -22,6 +22,7 @@ use crate::log::progress::{self, Progress};
 use crate::log::sequencer::{self, SequencerConfig};
 use crate::projection_runner;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::ws::{Hub, HubConfig};
 
 /// A built service, bound and with its background tasks running.
 pub struct Application {
@@ -30,7 +31,10 @@ pub struct Application {
     router: axum::Router,
     database: Database,
     admin_token: Option<String>,
+    /// Stops the background tasks (after the HTTP server has drained).
     trigger: ShutdownTrigger,
+    /// Closes websocket subscribers (as soon as shutdown starts).
+    closing: ShutdownTrigger,
     tasks: JoinSet<()>,
 }
 
@@ -52,13 +56,22 @@ impl Application {
         };
 
         let (trigger, shutdown) = ShutdownTrigger::new();
-        let (progress, tasks) = start_background(&database.pool, shutdown).await?;
-        let bus = CommandBus::new(database.pool.clone(), progress, config.visibility_timeout);
+        let background = start_background(&database.pool, config.hub.clone(), shutdown).await?;
+        let bus = CommandBus::new(
+            database.pool.clone(),
+            background.progress.clone(),
+            config.visibility_timeout,
+        );
+        let (closing, closing_signal) = ShutdownTrigger::new();
         let state = AppState {
             pool: database.pool.clone(),
             bus,
             admin_token: admin_token.as_deref().map(Arc::from),
+            known_tokens: Default::default(),
+            hub: background.hub.clone(),
+            shutdown: closing_signal,
         };
+        let tasks = background.tasks;
         let router = http::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.addr)
             .await
@@ -71,6 +84,7 @@ impl Application {
             database,
             admin_token,
             trigger,
+            closing,
             tasks,
         })
     }
@@ -104,10 +118,18 @@ impl Application {
             router,
             mut database,
             trigger,
+            closing,
             mut tasks,
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "serving");
+        // Websocket subscribers are closed (going away, with their last
+        // position) as soon as shutdown starts; background tasks stop only
+        // after in-flight requests finished, since those wait on them.
+        let signal = async move {
+            signal.await;
+            closing.trigger();
+        };
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(signal)
             .await;
@@ -121,11 +143,20 @@ impl Application {
     }
 }
 
-/// Start the progress listener, the sequencer and the projection runners.
+/// The background tasks of a service process.
+pub struct Background {
+    pub progress: Arc<Progress>,
+    pub hub: Arc<Hub>,
+    pub tasks: JoinSet<()>,
+}
+
+/// Start the progress listener, the sequencer, the projection runners and
+/// the live-feed hub.
 pub async fn start_background(
     pool: &PgPool,
+    hub: HubConfig,
     shutdown: Shutdown,
-) -> anyhow::Result<(Arc<Progress>, JoinSet<()>)> {
+) -> anyhow::Result<Background> {
     let all = projections::all();
     projection_runner::register(pool, &all).await?;
     let progress = Arc::new(Progress::new(
@@ -152,7 +183,15 @@ pub async fn start_background(
             shutdown.clone(),
         ));
     }
-    Ok((progress, tasks))
+    let reader = crate::log::LogReader::new(pool.clone());
+    let head = reader.head().await?;
+    let hub = Hub::new(reader, head, hub);
+    tasks.spawn(hub.clone().run(progress.clone(), shutdown));
+    Ok(Background {
+        progress,
+        hub,
+        tasks,
+    })
 }
 
 /// The admin token of an embedded installation: generated on first start,

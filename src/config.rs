@@ -23,6 +23,8 @@ pub struct Config {
     pub visibility_timeout: Duration,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// The live feed: subscriber buffer, pings, send timeout.
+    pub hub: crate::ws::HubConfig,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             visibility_timeout: Duration::from_secs(5),
             max_connections: 40,
+            hub: crate::ws::HubConfig::default(),
         }
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //!
+//! * [`a2a`] — the A2A client the dispatcher uses: v0.3 and v1.0 wire
+//!   formats, agent cards, and busy / transient / permanent classification.
 //! * [`app`] — builds the whole service (database, background tasks, HTTP)
 //!   and runs it until shutdown; tests and benchmarks start it on port 0.
 //! * [`config`] — settings from flags and environment.
@@ -15,12 +17,14 @@
 //! * [`log`] — the positioned, hash-chained log and its sequencer.
 //! * [`projection_runner`] — applies the log to the views, checkpointed.
 //! * [`http`] — the REST API of API.md.
+//! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
 //! * [`shutdown`], [`telemetry`] — plumbing.
 //!
 //! The pure domain lives in the `aggregates` crate and the read-model
 //! mapping in the `projections` crate; dependencies flow one way:
 //! `ledger → projections → aggregates`.
 
+pub mod a2a;
 pub mod app;
 pub mod commands;
 pub mod config;
@@ -31,3 +35,4 @@ pub mod log;
 pub mod projection_runner;
 pub mod shutdown;
 pub mod telemetry;
+pub mod ws;

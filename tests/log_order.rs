@@ -25,10 +25,14 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
     let pool = ledger::db::connect(&url, 30).await.expect("connect");
     ledger::db::migrate(&pool).await.expect("migrate");
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let (progress, _tasks) = ledger::app::start_background(&pool, shutdown)
+    let background = ledger::app::start_background(&pool, Default::default(), shutdown)
         .await
         .expect("background");
-    let bus = CommandBus::new(pool.clone(), progress, Duration::from_secs(10));
+    let bus = CommandBus::new(
+        pool.clone(),
+        background.progress.clone(),
+        Duration::from_secs(10),
+    );
 
     let ids: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::new_v4()).collect();
     for id in &ids {

@@ -15,10 +15,12 @@
 //!
 //! * [`entry`] — a positioned log entry and its decoded [`LedgerEvent`].
 //! * [`activity`] — the `activity_logs` feed.
+//! * [`broadcast`] — the live websocket feed's messages.
 //! * [`delegations`] — the `delegations` status view.
 //! * [`workspaces`] — the `workspaces` registry view.
 
 pub mod activity;
+pub mod broadcast;
 pub mod delegations;
 pub mod entry;
 pub mod workspaces;

@@ -89,19 +89,51 @@ pub async fn authenticate(
                 "malformed Authorization header: expected `Bearer <token>`".into(),
             )
         })?;
+    authenticate_token(state, token).await.map(Some)
+}
+
+/// The caller holding `token`; 401 when it matches nothing.
+pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     if let Some(admin) = &state.admin_token {
         if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
-            return Ok(Some(Caller::Admin));
+            return Ok(Caller::Admin);
         }
+    }
+    let hash = hash_token(token);
+    if let Some(id) = state.known_tokens.get(&hash) {
+        return Ok(Caller::Workspace(id));
     }
     let workspace: Option<Uuid> =
         sqlx::query_scalar("select id from workspaces where token_hash = $1")
-            .bind(hash_token(token))
+            .bind(&hash)
             .fetch_optional(&state.pool)
             .await?;
-    workspace
-        .map(|id| Some(Caller::Workspace(id)))
-        .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))
+    let id = workspace.ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
+    state.known_tokens.insert(hash, id);
+    Ok(Caller::Workspace(id))
+}
+
+/// Token hashes already matched to their workspace. A token never changes
+/// owner and is never revoked (there is no rotation yet), so a positive
+/// entry never goes stale; unknown tokens are not cached, so a workspace
+/// registered on another process is found on its first request. Bounded by
+/// the number of workspaces.
+#[derive(Debug, Default)]
+pub struct KnownTokens(std::sync::RwLock<std::collections::HashMap<String, Uuid>>);
+
+impl KnownTokens {
+    fn get(&self, hash: &str) -> Option<Uuid> {
+        self.0
+            .read()
+            .ok()
+            .and_then(|known| known.get(hash).copied())
+    }
+
+    fn insert(&self, hash: String, id: Uuid) {
+        if let Ok(mut known) = self.0.write() {
+            known.insert(hash, id);
+        }
+    }
 }
 
 /// The stored form of a token: lowercase hex SHA-256.

@@ -2,11 +2,12 @@
 //! one cloneable [`AppState`].
 
 mod activity;
+mod audit;
 pub mod auth;
 mod delegations;
 mod domain_errors;
 pub mod error;
-mod extract;
+pub mod extract;
 mod health;
 mod registry;
 
@@ -18,6 +19,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::commands::CommandBus;
+use crate::shutdown::Shutdown;
+use crate::ws::Hub;
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -26,6 +29,13 @@ pub struct AppState {
     pub bus: CommandBus,
     /// The operator's token; None disables admin access.
     pub admin_token: Option<Arc<str>>,
+    /// Workspace tokens already authenticated (saves a query per request).
+    pub known_tokens: Arc<auth::KnownTokens>,
+    /// The live feed's fan-out.
+    pub hub: Arc<Hub>,
+    /// Fires when the server starts shutting down: websocket subscribers
+    /// close with "going away" and their last position.
+    pub shutdown: Shutdown,
 }
 
 /// The whole API.
@@ -35,6 +45,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(registry::router())
         .merge(delegations::router())
         .merge(activity::router())
+        .merge(crate::ws::route::router())
+        .merge(audit::router())
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))

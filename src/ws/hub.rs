@@ -1,0 +1,152 @@
+//! The hub: the only reader of the log for live delivery.
+//!
+//! One task per process follows the positioned log (woken when the log head
+//! moves — by this process's sequencer or by another's `NOTIFY` — and by a
+//! fallback poll), maps each entry to its broadcast message once, serializes
+//! it once, and publishes it on a bounded broadcast channel. Subscribers
+//! never poll the database while live. The channel's capacity is each
+//! subscriber's buffer: one that falls further behind than that is told so
+//! by the channel (`Lagged`) and is closed, never silently skipped.
+//!
+//! Ordering contract with subscribers (see [`Hub::subscribe`]): the hub
+//! advances its published position *before* it sends the messages up to
+//! that position, so a subscriber that subscribes and then reads the
+//! position can replay up to it from the log without missing anything the
+//! channel will not deliver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use projections::broadcast::{broadcast, Broadcast};
+use tokio::sync::{broadcast as channel, watch};
+
+use crate::log::{LogReader, Progress};
+use crate::shutdown::Shutdown;
+
+/// Entries read per query while following the log.
+const READ_BATCH: i64 = 1000;
+/// Longest wait for news of the log before checking anyway.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+/// Pause after a failed read before trying again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Messages a subscriber may fall behind the hub before it is closed.
+    pub buffer: usize,
+    /// Interval of keep-alive pings to each subscriber.
+    pub ping_interval: Duration,
+    /// Longest a single send to a subscriber may take before it is dropped
+    /// as dead.
+    pub send_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            buffer: 4096,
+            ping_interval: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One broadcast message, mapped and serialized once for all subscribers.
+#[derive(Debug)]
+pub struct LiveMessage {
+    pub message: Broadcast,
+    /// The JSON text sent on the wire.
+    pub text: Arc<str>,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    sender: channel::Sender<Arc<LiveMessage>>,
+    position: watch::Sender<i64>,
+    reader: LogReader,
+    config: HubConfig,
+}
+
+impl Hub {
+    /// A hub whose live stream starts after `start` (normally the log head).
+    pub fn new(reader: LogReader, start: i64, config: HubConfig) -> Arc<Self> {
+        Arc::new(Self {
+            sender: channel::channel(config.buffer.max(1)).0,
+            position: watch::channel(start).0,
+            reader,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// A live receiver, and the position up to which the log must be
+    /// replayed so that the receiver carries on with no gap: every message
+    /// after the returned position will arrive on the receiver (messages at
+    /// or before it may arrive too; skip them).
+    pub fn subscribe(&self) -> (channel::Receiver<Arc<LiveMessage>>, i64) {
+        let receiver = self.sender.subscribe();
+        let position = *self.position.borrow();
+        (receiver, position)
+    }
+
+    /// The last position the hub has published.
+    pub fn position(&self) -> i64 {
+        *self.position.borrow()
+    }
+
+    /// Connected subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
+    /// Follow the log until shutdown.
+    pub async fn run(self: Arc<Self>, progress: Arc<Progress>, mut shutdown: Shutdown) {
+        let mut sequenced = progress.subscribe_sequenced();
+        loop {
+            let position = self.position();
+            if sequenced.borrow_and_update().head <= position {
+                tokio::select! {
+                    _ = sequenced.changed() => {}
+                    _ = tokio::time::sleep(IDLE_CHECK) => {}
+                    _ = shutdown.wait() => return,
+                }
+            }
+            let entries = match self.reader.read_after(position, READ_BATCH).await {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::warn!(%error, "hub could not read the log; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_PAUSE) => continue,
+                        _ = shutdown.wait() => return,
+                    }
+                }
+            };
+            let Some(last) = entries.last().map(|e| e.position) else {
+                continue;
+            };
+            let mut messages = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                match entry.decode() {
+                    Ok(event) => messages.extend(broadcast(entry, &event)),
+                    // A poison entry is logged, not fatal to the feed; the
+                    // projection runner stops on it and readiness shows it.
+                    Err(error) => tracing::error!(%error, "hub cannot decode a log entry"),
+                }
+            }
+            // Position first, then the messages: see the module docs.
+            self.position.send_replace(last);
+            for message in messages {
+                let text: Arc<str> = message.to_json().to_string().into();
+                // No receivers is fine: nobody is listening right now.
+                let _ = self.sender.send(Arc::new(LiveMessage { message, text }));
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The live feed: websocket subscribers that replay history from a cursor
+//! and then go live.
+//!
+//! * [`hub`] — one per process: tails the positioned log once and fans the
+//!   broadcast messages out to every subscriber.
+//! * [`subscriber`] — one per connection: replays `position > from` from
+//!   the log, switches to the hub's live stream with no gap and no
+//!   duplicate at the seam, and closes a consumer that falls too far behind
+//!   with the last position it delivered, so the client can resume.
+//! * [`route`] — `GET /ws`: authentication and the upgrade.
+
+pub mod hub;
+pub mod route;
+pub mod subscriber;
+
+pub use hub::{Hub, HubConfig};

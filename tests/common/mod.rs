@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_agent;
+
 use std::str::FromStr;
 
 use ledger::app::Application;
@@ -63,14 +65,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// A service on an existing database (e.g. a second process on the same one).
 pub async fn spawn_app_on(database_url: String) -> TestApp {
+    spawn_app_with(database_url, |_| {}).await
+}
+
+/// A service on `database_url` with its configuration adjusted by `adjust`.
+pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let admin_token = format!("admin-{}", Uuid::new_v4().simple());
-    let config = Config {
+    let mut config = Config {
         database_url: Some(database_url.clone()),
         addr: "127.0.0.1:0".parse().expect("valid address"),
         admin_token: Some(admin_token.clone()),
         max_connections: 20,
         ..Config::default()
     };
+    adjust(&mut config);
     let app = Application::build(config)
         .await
         .expect("service should build");

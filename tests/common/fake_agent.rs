@@ -1,0 +1,359 @@
+//! A fake A2A agent for tests: an axum server on 127.0.0.1:0 whose answers
+//! the test controls, and which records every request it received.
+//!
+//! Why a fake next to the real SDK agent: it can misbehave on demand (busy,
+//! rate-limited, queued, gateway errors, JSON-RPC errors, hangs, dropped
+//! connections) and answers instantly, so every branch of the client and,
+//! later, the dispatcher is exercised quickly and deterministically.
+//!
+//! It speaks both protocol versions on one endpoint, like the SDK with
+//! `enable_v0_3_compat`: v0.3 methods (`message/send`, `tasks/get`) get v0.3
+//! shapes; v1.0 methods (`SendMessage`, `GetTask`) get v1.0 shapes and, as
+//! in the SDK, fail with -32009 unless the request carries
+//! `A2A-Version: 1.0`. JSON-RPC is served on every POST path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How the fake answers sends.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// An agent message with this text (the work is done at once).
+    Message(String),
+    /// A task in state `working`; it completes with an artifact holding
+    /// `text` on the `polls`-th read (`tasks/get` / `GetTask`).
+    Task { polls: usize, text: String },
+    /// A raw HTTP answer (busy 503, 429, 202 queued, 502, malformed …).
+    Http {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    /// A JSON-RPC error object.
+    RpcError { code: i64, message: String },
+    /// No answer for a minute (longer than any client timeout in the tests).
+    Hang,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    /// The JSON-RPC method ("" when the body was not JSON-RPC).
+    pub method: String,
+    /// The `A2A-Version` header, if sent.
+    pub a2a_version: Option<String>,
+    pub body: Value,
+}
+
+impl Recorded {
+    /// `params.message.messageId` of a send.
+    pub fn message_id(&self) -> Option<&str> {
+        self.body["params"]["message"]["messageId"].as_str()
+    }
+}
+
+#[derive(Debug)]
+struct RemoteTask {
+    reads: usize,
+    polls: usize,
+    text: String,
+}
+
+#[derive(Debug)]
+struct Inner {
+    reply: Reply,
+    card: Option<Value>,
+    requests: Vec<Recorded>,
+    tasks: HashMap<String, RemoteTask>,
+    next_task: usize,
+}
+
+/// A running fake agent; stopped when dropped.
+pub struct FakeAgent {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub base: String,
+    inner: Arc<Mutex<Inner>>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeAgent {
+    /// Starts a fake that answers every send with the message "ok" and
+    /// serves no agent card (404).
+    pub async fn start() -> FakeAgent {
+        let inner = Arc::new(Mutex::new(Inner {
+            reply: Reply::Message("ok".to_string()),
+            card: None,
+            requests: Vec::new(),
+            tasks: HashMap::new(),
+            next_task: 0,
+        }));
+        let app = Router::new()
+            .route("/.well-known/agent-card.json", get(card))
+            .fallback(rpc)
+            .with_state(inner.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("fake agent should bind");
+        let addr = listener.local_addr().expect("fake agent address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeAgent {
+            base: format!("http://{addr}"),
+            inner,
+            server,
+        }
+    }
+
+    /// The JSON-RPC URL at the root.
+    pub fn url(&self) -> String {
+        format!("{}/", self.base)
+    }
+
+    pub fn set_reply(&self, reply: Reply) {
+        self.lock().reply = reply;
+    }
+
+    /// Serves `card` at `/.well-known/agent-card.json` (None → 404).
+    pub fn set_card(&self, card: Option<Value>) {
+        self.lock().card = card;
+    }
+
+    /// Every JSON-RPC request received, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// The sends (`message/send`, `SendMessage`) received, in order.
+    pub fn sends(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "message/send" || r.method == "SendMessage")
+            .collect()
+    }
+
+    /// How many distinct tasks this agent created.
+    pub fn tasks_created(&self) -> usize {
+        self.lock().next_task
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(inner: &Shared) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn card(State(inner): State<Shared>) -> Response {
+    match lock(&inner).card.clone() {
+        Some(card) => Json(card).into_response(),
+        None => (StatusCode::NOT_FOUND, "no agent card here").into_response(),
+    }
+}
+
+async fn rpc(
+    State(inner): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, "POST only").into_response();
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let rpc_method = body["method"].as_str().unwrap_or_default().to_string();
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let a2a_version = headers
+        .get("a2a-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let v1 = matches!(rpc_method.as_str(), "SendMessage" | "GetTask");
+
+    let reply = {
+        let mut state = lock(&inner);
+        state.requests.push(Recorded {
+            path: uri.path().to_string(),
+            method: rpc_method.clone(),
+            a2a_version: a2a_version.clone(),
+            body: body.clone(),
+        });
+        state.reply.clone()
+    };
+
+    if v1 && a2a_version.as_deref() != Some("1.0") {
+        return rpc_error(
+            id,
+            -32009,
+            "A2A version '0.3' is not supported by this handler.",
+        );
+    }
+
+    match rpc_method.as_str() {
+        "message/send" | "SendMessage" => send_reply(&inner, reply, id, v1).await,
+        "tasks/get" | "GetTask" => {
+            let task_id = body["params"]["id"].as_str().unwrap_or_default();
+            let mut state = lock(&inner);
+            match state.tasks.get_mut(task_id) {
+                None => rpc_error(id, -32001, "Task not found"),
+                Some(task) => {
+                    task.reads += 1;
+                    let done = task.reads >= task.polls;
+                    let task = task_json(task_id, done, &task.text, v1);
+                    rpc_result(id, task)
+                }
+            }
+        }
+        _ => rpc_error(id, -32601, "Method not found"),
+    }
+}
+
+async fn send_reply(inner: &Shared, reply: Reply, id: Value, v1: bool) -> Response {
+    match reply {
+        Reply::Message(text) => {
+            let message = if v1 {
+                json!({ "message": {
+                    "messageId": "agent-msg", "contextId": "ctx", "role": "ROLE_AGENT",
+                    "parts": [{ "text": text }]
+                }})
+            } else {
+                json!({
+                    "kind": "message", "messageId": "agent-msg", "contextId": "ctx",
+                    "role": "agent", "parts": [{ "kind": "text", "text": text }]
+                })
+            };
+            rpc_result(id, message)
+        }
+        Reply::Task { polls, text } => {
+            let task_id = {
+                let mut state = lock(inner);
+                state.next_task += 1;
+                let task_id = format!("task-{}", state.next_task);
+                state.tasks.insert(
+                    task_id.clone(),
+                    RemoteTask {
+                        reads: 0,
+                        polls,
+                        text: text.clone(),
+                    },
+                );
+                task_id
+            };
+            let task = task_json(&task_id, false, &text, v1);
+            rpc_result(id, if v1 { json!({ "task": task }) } else { task })
+        }
+        Reply::Http {
+            status,
+            body,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (status, body).into_response();
+            if let Some(value) = retry_after.and_then(|v| v.parse().ok()) {
+                response.headers_mut().insert("retry-after", value);
+            }
+            response
+        }
+        Reply::RpcError { code, message } => rpc_error(id, code, &message),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            rpc_error(id, -32603, "too late")
+        }
+    }
+}
+
+fn task_json(task_id: &str, done: bool, text: &str, v1: bool) -> Value {
+    let state = match (done, v1) {
+        (true, true) => "TASK_STATE_COMPLETED",
+        (false, true) => "TASK_STATE_WORKING",
+        (true, false) => "completed",
+        (false, false) => "working",
+    };
+    let part = |t: &str| {
+        if v1 {
+            json!({ "text": t })
+        } else {
+            json!({ "kind": "text", "text": t })
+        }
+    };
+    let mut task = json!({
+        "id": task_id,
+        "contextId": "ctx",
+        "status": {
+            "state": state,
+            "message": {
+                "messageId": format!("{task_id}-status"),
+                "role": if v1 { "ROLE_AGENT" } else { "agent" },
+                "parts": [part(if done { "done" } else { "still working" })]
+            }
+        },
+    });
+    if done {
+        task["artifacts"] = json!([{ "artifactId": "answer", "parts": [part(text)] }]);
+    }
+    if !v1 {
+        task["kind"] = json!("task");
+        task["status"]["message"]["kind"] = json!("message");
+    }
+    task
+}
+
+fn rpc_result(id: Value, result: Value) -> Response {
+    Json(json!({ "jsonrpc": "2.0", "id": id, "result": result })).into_response()
+}
+
+fn rpc_error(id: Value, code: i64, message: &str) -> Response {
+    Json(json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } }))
+        .into_response()
+}
+
+/// A server that accepts connections, reads the start of the request and
+/// closes the socket without answering (an agent crashing mid-request).
+/// Returns its base URL; the server stops when the handle is dropped/aborted.
+pub async fn spawn_connection_closer() -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("closer should bind");
+    let addr = listener.local_addr().expect("closer address");
+    let handle = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            drop(socket);
+        }
+    });
+    (format!("http://{addr}"), handle)
+}
+
+/// A base URL where nothing listens (a port that was just free).
+pub async fn unused_base_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("probe should bind");
+    let addr = listener.local_addr().expect("probe address");
+    drop(listener);
+    format!("http://{addr}")
+}

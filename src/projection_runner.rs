@@ -96,7 +96,9 @@ pub async fn step(pool: &PgPool, projection: &dyn Projection) -> Result<Option<i
     // Views are derived from the log: a batch lost in a crash is re-applied
     // from the checkpoint, which is lost with it. No need to wait for the
     // WAL flush (WAL order keeps a checkpoint from outliving its log rows).
-    sqlx::query("set local synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query("set local synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let Some(checkpoint) = lock_checkpoint(&mut tx, projection.name()).await? else {
         return Ok(None);
     };

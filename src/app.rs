@@ -36,6 +36,7 @@ pub struct Application {
     /// Closes websocket subscribers (as soon as shutdown starts).
     closing: ShutdownTrigger,
     tasks: JoinSet<()>,
+    hub: Arc<Hub>,
 }
 
 impl Application {
@@ -72,6 +73,7 @@ impl Application {
             shutdown: closing_signal,
         };
         let tasks = background.tasks;
+        let hub = background.hub;
         let router = http::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.addr)
             .await
@@ -86,6 +88,7 @@ impl Application {
             trigger,
             closing,
             tasks,
+            hub,
         })
     }
 
@@ -104,6 +107,11 @@ impl Application {
 
     pub fn admin_token(&self) -> Option<&str> {
         self.admin_token.as_deref()
+    }
+
+    /// The live feed's hub (its subscriber count, for tests and metrics).
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
     }
 
     /// Serve until `signal` resolves, then stop: finish in-flight requests,

@@ -394,3 +394,34 @@ async fn a_subscriber_on_one_process_receives_commands_sent_to_another() {
         .expect("not closed");
     assert_eq!(message["delegation_id"], id.to_string());
 }
+
+/// Wait until the hub counts `expected` subscribers (bounded; no sleeping).
+async fn await_subscribers(app: &TestApp, expected: usize) {
+    let mut count = app.hub.watch_subscribers();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        count.wait_for(|n| *n == expected),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the hub should count {expected} subscribers, has {}",
+            app.hub.subscribers()
+        )
+    })
+    .expect("hub alive");
+}
+
+#[tokio::test]
+async fn subscribers_that_close_or_vanish_are_cleaned_up_promptly() {
+    let app = spawn_app().await;
+    let a = app.register().await;
+    let mut polite = connect(&app, "", &a.token).await.expect("connect");
+    let rude = connect(&app, "", &a.token).await.expect("connect");
+    await_subscribers(&app, 2).await;
+    polite.close(None).await.expect("close");
+    await_subscribers(&app, 1).await;
+    // Dropping the connection without a close frame.
+    drop(rude);
+    await_subscribers(&app, 0).await;
+}

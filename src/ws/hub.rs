@@ -51,6 +51,17 @@ impl Default for HubConfig {
     }
 }
 
+/// Marks one connected subscriber; dropping it (when the connection task
+/// ends, however it ends) counts the subscriber out.
+#[derive(Debug)]
+pub struct SubscriberGuard(Arc<Hub>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.connected.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// One broadcast message, mapped and serialized once for all subscribers.
 #[derive(Debug)]
 pub struct LiveMessage {
@@ -63,6 +74,8 @@ pub struct LiveMessage {
 pub struct Hub {
     sender: channel::Sender<Arc<LiveMessage>>,
     position: watch::Sender<i64>,
+    /// Subscribers between upgrade and the end of their connection task.
+    connected: watch::Sender<usize>,
     reader: LogReader,
     config: HubConfig,
 }
@@ -73,6 +86,7 @@ impl Hub {
         Arc::new(Self {
             sender: channel::channel(config.buffer.max(1)).0,
             position: watch::channel(start).0,
+            connected: watch::channel(0).0,
             reader,
             config,
         })
@@ -103,7 +117,19 @@ impl Hub {
 
     /// Connected subscribers.
     pub fn subscribers(&self) -> usize {
-        self.sender.receiver_count()
+        *self.connected.borrow()
+    }
+
+    /// Watch the number of connected subscribers (tests and metrics).
+    pub fn watch_subscribers(&self) -> watch::Receiver<usize> {
+        self.connected.subscribe()
+    }
+
+    /// Count a subscriber as connected for as long as the returned guard
+    /// lives.
+    pub fn connect(self: &Arc<Self>) -> SubscriberGuard {
+        self.connected.send_modify(|n| *n += 1);
+        SubscriberGuard(self.clone())
     }
 
     /// Follow the log until shutdown.

@@ -80,6 +80,7 @@ pub async fn serve(
     from: Option<i64>,
     mut shutdown: Shutdown,
 ) {
+    let _connected = hub.connect();
     let start = from.unwrap_or_else(|| hub.position());
     let (sink, stream) = socket.split();
     let mut connection = Connection {

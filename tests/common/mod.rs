@@ -57,6 +57,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub database_url: String,
     pub client: reqwest::Client,
+    pub hub: std::sync::Arc<ledger::ws::Hub>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -84,6 +85,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Confi
         .expect("service should build");
     let port = app.port();
     let pool = app.pool().clone();
+    let hub = app.hub();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
@@ -92,6 +94,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Confi
         pool,
         database_url,
         client: reqwest::Client::new(),
+        hub,
     }
 }
 

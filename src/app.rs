@@ -5,7 +5,7 @@
 //! one runner per projection — and binds the listener, so a test can build
 //! on port 0, read [`Application::port`], and run it.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,6 +23,9 @@ use crate::log::sequencer::{self, SequencerConfig};
 use crate::projection_runner;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::ws::{Hub, HubConfig};
+
+/// How long in-flight requests may run on after shutdown starts.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A built service, bound and with its background tasks running.
 pub struct Application {
@@ -134,13 +137,25 @@ impl Application {
         // Websocket subscribers are closed (going away, with their last
         // position) as soon as shutdown starts; background tasks stop only
         // after in-flight requests finished, since those wait on them.
+        let mut closed = closing.subscribe();
         let signal = async move {
             signal.await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
             closing.trigger();
         };
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .await;
+        let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+        // In-flight requests get a bounded grace period once shutdown starts.
+        let grace = async move {
+            closed.wait().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let served = tokio::select! {
+            served = server.into_future() => served,
+            _ = grace => {
+                tracing::warn!(?SHUTDOWN_GRACE, "in-flight requests still running after the grace period; stopping");
+                Ok(())
+            }
+        };
         trigger.trigger();
         while tasks.join_next().await.is_some() {}
         database.pool.close().await;

@@ -69,9 +69,10 @@ async fn sigterm_under_load_loses_no_accepted_command_and_the_next_start_resumes
     let (a, token) = register(&client, &base).await;
     let (b, _) = register(&client, &base).await;
     let port = base.rsplit(':').next().expect("port").to_string();
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?token={ADMIN}&from=0"))
-        .await
-        .expect("subscribe");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?token={ADMIN}&from=0"))
+            .await
+            .expect("subscribe");
 
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let count = Arc::new(AtomicUsize::new(0));
@@ -108,8 +109,14 @@ async fn sigterm_under_load_loses_no_accepted_command_and_the_next_start_resumes
     for client in clients {
         client.await.expect("client");
     }
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
-    assert!(status.success(), "ledger should exit cleanly on SIGTERM: {status:?}");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(
+        status.success(),
+        "ledger should exit cleanly on SIGTERM: {status:?}"
+    );
 
     // The subscriber was told the server is going away, and where to resume.
     let mut last_seen = 0;
@@ -125,12 +132,18 @@ async fn sigterm_under_load_loses_no_accepted_command_and_the_next_start_resumes
         }
     };
     assert_eq!(u16::from(close.code), 1001, "{}", close.reason);
-    assert!(close.reason.ends_with(&format!("from={last_seen}")), "{}", close.reason);
+    assert!(
+        close.reason.ends_with(&format!("from={last_seen}")),
+        "{}",
+        close.reason
+    );
 
     // Every accepted command is in the event store and in the views.
     let accepted: HashSet<Uuid> = accepted.lock().expect("lock").iter().copied().collect();
     assert!(accepted.len() >= 100);
-    let pool = ledger::db::connect(&database_url, 2).await.expect("connect");
+    let pool = ledger::db::connect(&database_url, 2)
+        .await
+        .expect("connect");
     let stored: HashSet<Uuid> = sqlx::query_scalar::<_, String>(
         "select aggregate_id from events where event_type = 'DelegationSent'",
     )
@@ -147,7 +160,10 @@ async fn sigterm_under_load_loses_no_accepted_command_and_the_next_start_resumes
         .expect("view")
         .into_iter()
         .collect();
-    assert!(accepted.is_subset(&viewed), "an accepted command is missing from the view");
+    assert!(
+        accepted.is_subset(&viewed),
+        "an accepted command is missing from the view"
+    );
 
     // The next start resumes: it serves, sequences everything, chain intact.
     let (child, base) = serve(&database_url);
@@ -160,16 +176,22 @@ async fn sigterm_under_load_loses_no_accepted_command_and_the_next_start_resumes
         .await
         .expect("record after restart");
     assert_eq!(response.status().as_u16(), 202);
-    let (events, head): (i64, i64) =
-        sqlx::query_as("select (select count(*) from events), (select coalesce(max(position), 0) from ledger_log)")
-            .fetch_one(&pool)
-            .await
-            .expect("counts");
+    let (events, head): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from events), (select coalesce(max(position), 0) from ledger_log)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
     assert_eq!(head, events, "every event is in the log after the restart");
-    let verified = ledger::log::verify::verify(&pool, None, None).await.expect("verify");
+    let verified = ledger::log::verify::verify(&pool, None, None)
+        .await
+        .expect("verify");
     assert!(verified.is_ok(), "{verified:?}");
     terminate(&child);
     let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
     assert!(status.success(), "{status:?}");
 }

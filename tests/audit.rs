@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aggregates::delegation::Delegation;
 use common::{TestApp, Workspace};
@@ -25,25 +25,7 @@ use uuid::Uuid;
 
 /// Wait until every event is positioned and every projection applied it.
 async fn settle(pool: &PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (events, head, slowest): (i64, i64, i64) = sqlx::query_as(
-            "select (select count(*) from events), \
-             (select coalesce(max(position), 0) from ledger_log), \
-             (select coalesce(min(position), 0) from projection_checkpoints)",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("progress");
-        if events == head && slowest >= head {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log did not settle: {events} events, head {head}, slowest projection {slowest}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::settle(pool).await
 }
 
 /// Every entry of a selection, following `next_after` page by page.

@@ -13,8 +13,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::TestApp;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -22,23 +20,9 @@ use uuid::Uuid;
 
 const OLD_VERSION: &str = "0.9";
 
+/// Wait until every event is positioned and every projection applied it.
 async fn settle(pool: &PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (events, head, slowest): (i64, i64, i64) = sqlx::query_as(
-            "select (select count(*) from events), \
-             (select coalesce(max(position), 0) from ledger_log), \
-             (select coalesce(min(position), 0) from projection_checkpoints)",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("progress");
-        if events == head && slowest >= head {
-            return;
-        }
-        assert!(Instant::now() < deadline, "log did not settle");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::settle(pool).await
 }
 
 /// Write an event row the way the 0.9 code did.

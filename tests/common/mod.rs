@@ -206,3 +206,36 @@ pub async fn event_count(pool: &PgPool) -> i64 {
         .await
         .expect("count events")
 }
+
+/// Wait until every event is positioned and every projection applied it —
+/// woken by the sequencer's and the runners' NOTIFYs, never by a timer.
+/// Panics after two minutes.
+pub async fn settle(pool: &PgPool) {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .expect("listen");
+    listener
+        .listen_all(["ledger_log", "ledger_projection"])
+        .await
+        .expect("listen");
+    let wait = async {
+        loop {
+            // Checked after LISTEN, so no notification can slip between.
+            let (events, head, slowest): (i64, i64, i64) = sqlx::query_as(
+                "select (select count(*) from events), \
+                 (select coalesce(max(position), 0) from ledger_log), \
+                 (select coalesce(min(position), 0) from projection_checkpoints)",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("progress");
+            if events == head && slowest >= head {
+                return;
+            }
+            listener.recv().await.expect("notification");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), wait)
+        .await
+        .expect("the log and every projection should settle");
+}

@@ -44,6 +44,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before any background task counts something.
+        http::metrics::install();
         let database = db::open(
             config.database_url.as_deref(),
             &config.data_dir,
@@ -74,6 +76,8 @@ impl Application {
             known_tokens: Default::default(),
             hub: background.hub.clone(),
             shutdown: closing_signal,
+            progress: background.progress.clone(),
+            readiness_max_lag: config.readiness_max_lag,
         };
         let tasks = background.tasks;
         let hub = background.hub;

@@ -89,7 +89,14 @@ impl CommandBus {
     }
 
     /// Decide and commit `command`, retrying lost concurrency races, then
-    /// wait until the new events are visible in every view.
+    /// wait until the new events are visible in every view. Runs in a
+    /// `command` span (inside the request's span: method, route, request id).
+    #[tracing::instrument(
+        name = "command",
+        skip_all,
+        fields(aggregate = A::TYPE, aggregate_id = %aggregate_id),
+        err(level = "info", Display)
+    )]
     pub async fn execute<A>(
         &self,
         aggregate_id: &str,

@@ -25,6 +25,9 @@ pub struct Config {
     pub max_connections: u32,
     /// The live feed: subscriber buffer, pings, send timeout.
     pub hub: crate::ws::HubConfig,
+    /// `/readyz` fails when a projection is more than this many log
+    /// entries behind the head.
+    pub readiness_max_lag: i64,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             visibility_timeout: Duration::from_secs(5),
             max_connections: 40,
             hub: crate::ws::HubConfig::default(),
+            readiness_max_lag: 10_000,
         }
     }
 }

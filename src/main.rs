@@ -50,6 +50,9 @@ enum Command {
         /// Largest accepted request body in bytes.
         #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
         max_body_bytes: usize,
+        /// /readyz fails when a projection lags the log head by more than this many events.
+        #[arg(long, env = "LEDGER_READINESS_MAX_LAG", default_value_t = 10_000)]
+        readiness_max_lag: i64,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -105,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             addr,
             admin_token,
             max_body_bytes,
+            readiness_max_lag,
         } => {
             let config = Config {
                 database_url: cli.database.database_url,
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
                 addr,
                 admin_token,
                 max_body_bytes,
+                readiness_max_lag,
                 ..Config::default()
             };
             let app = Application::build(config).await?;

@@ -1,11 +1,14 @@
 //! Liveness and readiness.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::metrics::log_status;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -19,13 +22,50 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers.
+/// The database answers and no projection this process runs lags the log
+/// head by more than the configured bound (read from the checkpoint
+/// table, so the projections of every process on the database count).
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match sqlx::query("select 1").execute(&state.pool).await {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(error) => (
+    let status = match log_status(&state.pool, state.progress.projection_names()).await {
+        Ok(status) => status,
+        Err(error) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": error })),
+            )
+        }
+    };
+    let lagging: Vec<String> = status
+        .projections
+        .iter()
+        .filter(|(_, checkpoint, _)| status.head - checkpoint > state.readiness_max_lag)
+        .map(|(name, checkpoint, _)| {
+            format!(
+                "{name} at {checkpoint} ({} behind)",
+                status.head - checkpoint
+            )
+        })
+        .collect();
+    if !lagging.is_empty() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": format!("database unreachable: {error}") })),
-        ),
+            Json(json!({
+                "error": format!(
+                    "projections lag the log head {} by more than {}: {}",
+                    status.head,
+                    state.readiness_max_lag,
+                    lagging.join(", ")
+                )
+            })),
+        );
     }
+    let projections: BTreeMap<String, i64> = status
+        .projections
+        .into_iter()
+        .map(|(name, checkpoint, _)| (name, checkpoint))
+        .collect();
+    (
+        StatusCode::OK,
+        Json(json!({ "status": "ready", "head": status.head, "projections": projections })),
+    )
 }

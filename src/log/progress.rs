@@ -96,6 +96,12 @@ impl Progress {
         });
     }
 
+    /// The projections a read-your-writes wait covers (those this process
+    /// runs).
+    pub fn projection_names(&self) -> &[String] {
+        &self.projection_names
+    }
+
     pub fn head(&self) -> i64 {
         self.sequenced.borrow().head
     }

@@ -239,3 +239,26 @@ pub async fn settle(pool: &PgPool) {
         .await
         .expect("the log and every projection should settle");
 }
+
+/// A connection to the test PostgreSQL server's maintenance database (for
+/// what a test does to a whole database: refuse connections, terminate
+/// backends).
+pub async fn server_connection() -> sqlx::PgConnection {
+    let options = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            PgConnectOptions::from_str(&url).expect("DATABASE_URL should parse")
+        }
+        _ => {
+            let cluster = ledger::embedded_pg::shared_test_cluster()
+                .await
+                .expect("embedded test PostgreSQL should start");
+            PgConnectOptions::from_str(&cluster.url("postgres"))
+                .expect("cluster URL should parse")
+                .database("postgres")
+        }
+    };
+    options
+        .connect()
+        .await
+        .expect("test PostgreSQL should accept connections")
+}

@@ -101,6 +101,40 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
             log_position: entry.position,
             ordinal: 0,
         })],
+        // The message addressed to a polling target: a row in *its* feed,
+        // which it consumes with `since_id`.
+        DelegationEvent::DelegationDeliveredToInbox {
+            delegation_id,
+            source_id,
+            target_id,
+            task,
+            at,
+            ..
+        } => vec![
+            ActivityChange::UpdateDelegateRow {
+                delegation_id: *delegation_id,
+                status: status_of(event),
+                error_detail: None,
+                response_body: None,
+            },
+            ActivityChange::Insert(ActivityRow {
+                id: row_id(0),
+                workspace_id: *target_id,
+                activity_type: "a2a_receive",
+                method: Some("message/send"),
+                source_id: Some(*source_id),
+                target_id: Some(*target_id),
+                summary: format!("Task from {source_id}"),
+                status: Some("ok"),
+                request_body: Some(json!({ "task": task, "delegation_id": delegation_id })),
+                response_body: None,
+                error_detail: None,
+                delegation_id: Some(*delegation_id),
+                created_at: *at,
+                log_position: entry.position,
+                ordinal: 0,
+            }),
+        ],
         DelegationEvent::DelegationDispatched { delegation_id, .. }
         | DelegationEvent::DelegationReceived { delegation_id, .. }
         | DelegationEvent::DelegationInProgress { delegation_id, .. }

@@ -80,7 +80,8 @@ fn delegation(position: i64, event: &DelegationEvent) -> Broadcast {
             "DELEGATION_FAILED",
             json!({ "target_id": target_id, "error": error }),
         ),
-        DelegationEvent::DelegationDispatched { .. }
+        DelegationEvent::DelegationDeliveredToInbox { .. }
+        | DelegationEvent::DelegationDispatched { .. }
         | DelegationEvent::DelegationReceived { .. }
         | DelegationEvent::DelegationInProgress { .. }
         | DelegationEvent::DelegationQueued { .. } => (

@@ -91,6 +91,12 @@ pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
             remote_task_id: remote_task_id.clone(),
             ..update(*delegation_id, *at)
         }),
+        DelegationEvent::DelegationDeliveredToInbox {
+            delegation_id, at, ..
+        } => DelegationChange::Update(StatusChange {
+            attempts: Some(1),
+            ..update(*delegation_id, *at)
+        }),
         DelegationEvent::DelegationQueued {
             delegation_id,
             queue_id,

@@ -17,12 +17,14 @@
 //! * [`activity`] — the `activity_logs` feed.
 //! * [`broadcast`] — the live websocket feed's messages.
 //! * [`delegations`] — the `delegations` status view.
+//! * [`queue`] — the `a2a_queue` view of requests parked for busy targets.
 //! * [`workspaces`] — the `workspaces` registry view.
 
 pub mod activity;
 pub mod broadcast;
 pub mod delegations;
 pub mod entry;
+pub mod queue;
 pub mod workspaces;
 
 use std::future::Future;
@@ -67,6 +69,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(workspaces::WorkspacesProjection),
         Box::new(delegations::DelegationsProjection),
         Box::new(activity::ActivityProjection),
+        Box::new(queue::QueueProjection),
     ]
 }
 

@@ -69,6 +69,8 @@ pub async fn apply_event(
             .execute(conn)
             .await?;
         }
+        // Only the dispatcher needs it, and it reads the aggregate.
+        WorkspaceEvent::WorkspaceProtocolVersionSet { .. } => {}
     }
     Ok(())
 }

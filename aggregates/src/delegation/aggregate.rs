@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::{DelegationCommand, StatusUpdate};
-use super::events::{DelegationEvent, DelegationStatus, Origin};
+use super::events::{DelegationEvent, DelegationStatus, Origin, QueueOptions};
 use crate::{preview, Actor};
 
 /// The largest task accepted, in bytes of UTF-8. Tasks travel in every
@@ -79,6 +79,10 @@ pub struct Delegation {
     status: Option<DelegationStatus>,
     attempts: u32,
     remote_task_id: Option<String>,
+    #[serde(default)]
+    queue: QueueOptions,
+    #[serde(default)]
+    delivered_to_inbox: bool,
     queue_id: Option<Uuid>,
     result: Option<String>,
     error: Option<String>,
@@ -134,6 +138,16 @@ impl Delegation {
         self.remote_task_id.as_deref()
     }
 
+    /// Priority and TTL of the queue item it becomes if its target is busy.
+    pub fn queue_options(&self) -> QueueOptions {
+        self.queue
+    }
+
+    /// Whether it was put in a polling target's inbox.
+    pub fn delivered_to_inbox(&self) -> bool {
+        self.delivered_to_inbox
+    }
+
     /// The full result text, once completed.
     pub fn result(&self) -> Option<&str> {
         self.result.as_deref()
@@ -177,6 +191,7 @@ impl Delegation {
                 task,
                 origin,
                 idempotency_key,
+                queue,
                 actor,
                 at,
             } => {
@@ -196,7 +211,8 @@ impl Delegation {
                     let same = self.source_id == source_id
                         && self.target_id == target_id
                         && self.task == task
-                        && self.origin == Some(origin);
+                        && self.origin == Some(origin)
+                        && self.queue == queue;
                     return if same {
                         Ok(Vec::new())
                     } else {
@@ -212,9 +228,41 @@ impl Delegation {
                     task_preview,
                     origin,
                     idempotency_key,
+                    queue,
                     actor,
                     at,
                 }])
+            }
+            DelegationCommand::DeliverToInbox { actor, at } => {
+                let current = self.status.ok_or(DelegationError::NotFound)?;
+                if self.delivered_to_inbox {
+                    return Ok(Vec::new());
+                }
+                if current != DelegationStatus::Pending {
+                    return Err(DelegationError::InvalidTransition {
+                        from: current,
+                        to: DelegationStatus::Dispatched,
+                    });
+                }
+                Ok(vec![DelegationEvent::DelegationDeliveredToInbox {
+                    delegation_id: self.delegation_id,
+                    source_id: self.source_id,
+                    target_id: self.target_id,
+                    task: self.task.clone(),
+                    actor,
+                    at,
+                }])
+            }
+            DelegationCommand::UpdateStatuses { updates, actor, at } => {
+                let mut state = self.clone();
+                let mut events = Vec::new();
+                for update in updates {
+                    for event in state.update_status(update, actor.clone(), at)? {
+                        state.apply(event.clone());
+                        events.push(event);
+                    }
+                }
+                Ok(events)
             }
             DelegationCommand::UpdateStatus { update, actor, at } => {
                 self.update_status(update, actor, at)
@@ -399,9 +447,11 @@ impl Aggregate for Delegation {
                 task,
                 origin,
                 idempotency_key,
+                queue,
                 at,
                 ..
             } => {
+                self.queue = queue;
                 self.delegation_id = delegation_id;
                 self.source_id = source_id;
                 self.target_id = target_id;
@@ -414,6 +464,10 @@ impl Aggregate for Delegation {
                     Origin::Recorded => 1,
                 };
                 self.created_at = Some(at);
+            }
+            DelegationEvent::DelegationDeliveredToInbox { .. } => {
+                self.attempts = 1;
+                self.delivered_to_inbox = true;
             }
             DelegationEvent::DelegationDispatched {
                 attempt,

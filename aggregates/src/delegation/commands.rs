@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::events::Origin;
+use super::events::{Origin, QueueOptions};
 use crate::Actor;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +18,19 @@ pub enum DelegationCommand {
         task: String,
         origin: Origin,
         idempotency_key: Option<String>,
+        queue: QueueOptions,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// Put a pending delegation in its (polling) target's inbox instead of
+    /// sending it. Repeating it is a no-op.
+    DeliverToInbox { actor: Actor, at: DateTime<Utc> },
+    /// Several lifecycle steps decided and committed together, each against
+    /// the state the previous one left (the dispatcher records "the target
+    /// acknowledged attempt n, and its task is already working" atomically,
+    /// so a crash can never leave an acknowledged send unrecorded half-way).
+    UpdateStatuses {
+        updates: Vec<StatusUpdate>,
         actor: Actor,
         at: DateTime<Utc>,
     },

@@ -6,7 +6,28 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::queue_item::Priority;
 use crate::Actor;
+
+/// How a managed delegation waits when its target is busy: the priority
+/// and lifetime of the queue item it then becomes (API.md "A2A queue").
+/// Absent from events that use the defaults, so such events serialize
+/// exactly as before the field existed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueOptions {
+    #[serde(default)]
+    pub priority: Priority,
+    /// The queue item expires this long after it was enqueued; `None`:
+    /// never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_seconds: Option<u32>,
+}
+
+impl QueueOptions {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
 
 /// Who dispatches the delegation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +90,19 @@ pub enum DelegationEvent {
         task_preview: String,
         origin: Origin,
         idempotency_key: Option<String>,
+        /// Priority and TTL should the target be busy.
+        #[serde(default, skip_serializing_if = "QueueOptions::is_default")]
+        queue: QueueOptions,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// The target polls (no URL): the task was put in its activity feed
+    /// instead of being sent; it reports progress with the update endpoint.
+    DelegationDeliveredToInbox {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        task: String,
         actor: Actor,
         at: DateTime<Utc>,
     },
@@ -128,6 +162,7 @@ impl DelegationEvent {
     pub fn delegation_id(&self) -> Uuid {
         match self {
             Self::DelegationSent { delegation_id, .. }
+            | Self::DelegationDeliveredToInbox { delegation_id, .. }
             | Self::DelegationDispatched { delegation_id, .. }
             | Self::DelegationReceived { delegation_id, .. }
             | Self::DelegationInProgress { delegation_id, .. }
@@ -141,6 +176,11 @@ impl DelegationEvent {
     pub fn parties(&self) -> (Uuid, Uuid) {
         match self {
             Self::DelegationSent {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationDeliveredToInbox {
                 source_id,
                 target_id,
                 ..
@@ -182,6 +222,7 @@ impl DelegationEvent {
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             Self::DelegationSent { at, .. }
+            | Self::DelegationDeliveredToInbox { at, .. }
             | Self::DelegationDispatched { at, .. }
             | Self::DelegationReceived { at, .. }
             | Self::DelegationInProgress { at, .. }
@@ -202,7 +243,9 @@ impl DelegationEvent {
                 origin: Origin::Recorded,
                 ..
             } => DelegationStatus::Dispatched,
-            Self::DelegationDispatched { .. } => DelegationStatus::Dispatched,
+            Self::DelegationDeliveredToInbox { .. } | Self::DelegationDispatched { .. } => {
+                DelegationStatus::Dispatched
+            }
             Self::DelegationReceived { .. } => DelegationStatus::Received,
             Self::DelegationInProgress { .. } => DelegationStatus::InProgress,
             Self::DelegationQueued { .. } => DelegationStatus::Queued,
@@ -216,6 +259,7 @@ impl DomainEvent for DelegationEvent {
     fn event_type(&self) -> String {
         match self {
             Self::DelegationSent { .. } => "DelegationSent",
+            Self::DelegationDeliveredToInbox { .. } => "DelegationDeliveredToInbox",
             Self::DelegationDispatched { .. } => "DelegationDispatched",
             Self::DelegationReceived { .. } => "DelegationReceived",
             Self::DelegationInProgress { .. } => "DelegationInProgress",

@@ -14,4 +14,4 @@ pub use aggregate::{
     Delegation, DelegationError, MAX_TASK_BYTES, RESPONSE_PREVIEW_CHARS, TASK_PREVIEW_CHARS,
 };
 pub use commands::{DelegationCommand, StatusUpdate};
-pub use events::{DelegationEvent, DelegationStatus, Origin};
+pub use events::{DelegationEvent, DelegationStatus, Origin, QueueOptions};

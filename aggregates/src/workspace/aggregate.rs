@@ -80,6 +80,13 @@ pub enum WorkspaceCommand {
         delivery_mode: DeliveryMode,
         at: DateTime<Utc>,
     },
+    /// The A2A protocol version the dispatcher must speak to this workspace
+    /// ("0.3", "1.0"; validated at the edge), or `None` to follow its agent
+    /// card. No-op when unchanged.
+    SetProtocolVersion {
+        protocol_version: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// A heartbeat: how busy the workspace is. No-op when unchanged.
     ReportCapacity {
         active_tasks: u32,
@@ -111,6 +118,11 @@ pub enum WorkspaceEvent {
         max_concurrent: u32,
         at: DateTime<Utc>,
     },
+    WorkspaceProtocolVersionSet {
+        workspace_id: Uuid,
+        protocol_version: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for WorkspaceEvent {
@@ -119,6 +131,7 @@ impl DomainEvent for WorkspaceEvent {
             Self::WorkspaceRegistered { .. } => "WorkspaceRegistered",
             Self::WorkspaceRegistrationUpdated { .. } => "WorkspaceRegistrationUpdated",
             Self::WorkspaceCapacityReported { .. } => "WorkspaceCapacityReported",
+            Self::WorkspaceProtocolVersionSet { .. } => "WorkspaceProtocolVersionSet",
         }
         .to_string()
     }
@@ -155,6 +168,8 @@ pub struct Workspace {
     token_hash: Option<String>,
     active_tasks: Option<u32>,
     max_concurrent: Option<u32>,
+    #[serde(default)]
+    protocol_version: Option<String>,
     registered_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
 }
@@ -195,6 +210,11 @@ impl Workspace {
     /// Capacity at the last capacity report; `None` before any.
     pub fn max_concurrent(&self) -> Option<u32> {
         self.max_concurrent
+    }
+
+    /// The A2A version given at registration; `None`: follow the card.
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.protocol_version.as_deref()
     }
 
     pub fn registered_at(&self) -> Option<DateTime<Utc>> {
@@ -247,6 +267,20 @@ impl Workspace {
                     name,
                     url,
                     delivery_mode,
+                    at,
+                }])
+            }
+            WorkspaceCommand::SetProtocolVersion {
+                protocol_version,
+                at,
+            } => {
+                let workspace_id = self.workspace_id.ok_or(WorkspaceError::NotRegistered)?;
+                if protocol_version == self.protocol_version {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![WorkspaceEvent::WorkspaceProtocolVersionSet {
+                    workspace_id,
+                    protocol_version,
                     at,
                 }])
             }
@@ -371,6 +405,14 @@ impl Aggregate for Workspace {
             } => {
                 self.active_tasks = Some(active_tasks);
                 self.max_concurrent = Some(max_concurrent);
+                self.updated_at = Some(at);
+            }
+            WorkspaceEvent::WorkspaceProtocolVersionSet {
+                protocol_version,
+                at,
+                ..
+            } => {
+                self.protocol_version = protocol_version;
                 self.updated_at = Some(at);
             }
         }

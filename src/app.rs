@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::db::{self, Database};
+use crate::dispatch::{self, Dispatcher};
 use crate::http::{self, AppState};
 use crate::log::progress::{self, Progress};
 use crate::log::sequencer::{self, SequencerConfig};
@@ -68,6 +69,16 @@ impl Application {
             background.progress.clone(),
             config.visibility_timeout,
         );
+        let mut tasks = background.tasks;
+        if config.dispatch.enabled {
+            let dispatcher =
+                Dispatcher::new(database.pool.clone(), bus.clone(), config.dispatch.clone())?;
+            tasks.spawn(dispatch::leader::run(
+                Arc::new(dispatcher),
+                background.progress.clone(),
+                trigger.subscribe(),
+            ));
+        }
         let (closing, closing_signal) = ShutdownTrigger::new();
         let state = AppState {
             pool: database.pool.clone(),
@@ -79,7 +90,6 @@ impl Application {
             progress: background.progress.clone(),
             readiness_max_lag: config.readiness_max_lag,
         };
-        let tasks = background.tasks;
         let hub = background.hub;
         let router = http::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.addr)

@@ -28,6 +28,9 @@ pub struct Config {
     /// `/readyz` fails when a projection is more than this many log
     /// entries behind the head.
     pub readiness_max_lag: i64,
+    /// The dispatcher: whether this process campaigns to lead it, and how
+    /// it sends, retries and follows.
+    pub dispatch: crate::dispatch::DispatchConfig,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             max_connections: 40,
             hub: crate::ws::HubConfig::default(),
             readiness_max_lag: 10_000,
+            dispatch: crate::dispatch::DispatchConfig::default(),
         }
     }
 }

@@ -16,6 +16,8 @@
 //!   read-your-writes.
 //! * [`log`] — the positioned, hash-chained log and its sequencer.
 //! * [`projection_runner`] — applies the log to the views, checkpointed.
+//! * [`dispatch`] — the process manager that delivers managed delegations
+//!   over A2A, queues them behind busy targets and drains on heartbeats.
 //! * [`http`] — the REST API of API.md.
 //! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
 //! * [`shutdown`], [`telemetry`] — plumbing.
@@ -29,6 +31,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod embedded_pg;
 pub mod http;
 pub mod log;

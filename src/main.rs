@@ -53,6 +53,13 @@ enum Command {
         /// /readyz fails when a projection lags the log head by more than this many events.
         #[arg(long, env = "LEDGER_READINESS_MAX_LAG", default_value_t = 10_000)]
         readiness_max_lag: i64,
+        /// Whether this process campaigns to lead the dispatcher (one
+        /// dispatching process per database suffices).
+        #[arg(long, env = "LEDGER_DISPATCH", default_value_t = true, action = clap::ArgAction::Set)]
+        dispatch: bool,
+        /// Most A2A calls the dispatcher runs at once.
+        #[arg(long, env = "LEDGER_DISPATCH_CONCURRENCY", default_value_t = 64)]
+        dispatch_concurrency: usize,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -109,6 +116,8 @@ async fn main() -> anyhow::Result<()> {
             admin_token,
             max_body_bytes,
             readiness_max_lag,
+            dispatch,
+            dispatch_concurrency,
         } => {
             let config = Config {
                 database_url: cli.database.database_url,
@@ -117,6 +126,11 @@ async fn main() -> anyhow::Result<()> {
                 admin_token,
                 max_body_bytes,
                 readiness_max_lag,
+                dispatch: ledger::dispatch::DispatchConfig {
+                    enabled: dispatch,
+                    max_in_flight: dispatch_concurrency.max(1),
+                    ..Default::default()
+                },
                 ..Config::default()
             };
             let app = Application::build(config).await?;

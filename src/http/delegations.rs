@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 use aggregates::delegation::{
-    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate,
-    MAX_TASK_BYTES,
+    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, QueueOptions,
+    StatusUpdate, MAX_TASK_BYTES,
 };
 use aggregates::idempotency_key::{
     self, IdempotencyKey, IdempotencyKeyCommand, IdempotencyKeyError, MAX_KEY_CHARS,
 };
+use aggregates::queue_item::Priority;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -105,8 +106,84 @@ fn metadata(caller: Caller) -> HashMap<String, String> {
 #[serde(deny_unknown_fields)]
 struct DelegateRequest {
     target_id: String,
-    task: String,
+    /// The task text. Either this or `message`.
+    task: Option<String>,
+    /// An A2A message (`parts`, or v0.2 `content`) whose text parts are the
+    /// task; normalised at the edge (see `a2a::compat`).
+    message: Option<Value>,
     idempotency_key: Option<String>,
+    /// Queue priority should the target be busy: "critical" (100), "task"
+    /// (50, the default) or "info" (10), by name or number.
+    priority: Option<Value>,
+    /// The queued request expires this many seconds after it was queued.
+    expires_in_seconds: Option<i64>,
+}
+
+/// The largest `expires_in_seconds` accepted (30 days).
+const MAX_EXPIRES_IN_SECONDS: i64 = 30 * 24 * 3600;
+
+/// The task of a delegate request: `task`, or the text of `message`.
+fn task_of(body: &DelegateRequest) -> Result<String, ApiError> {
+    match (&body.task, &body.message) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give either `task` or `message`, not both",
+        )),
+        (Some(task), None) => Ok(task.clone()),
+        (None, Some(message)) => {
+            let message = crate::a2a::normalize_content(message)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let text = crate::a2a::wire::text_parts(&message["parts"]).join("\n");
+            if text.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    "the message has no text part to use as the task",
+                ));
+            }
+            Ok(text)
+        }
+        (None, None) => Err(ApiError::bad_request(
+            "the delegation needs a `task`, or a `message` with `parts` (A2A v0.3+) or `content` (A2A v0.2)",
+        )),
+    }
+}
+
+/// Priority and TTL of the queue item a busy target turns this into.
+fn queue_options(body: &DelegateRequest) -> Result<QueueOptions, ApiError> {
+    let priority = match &body.priority {
+        None | Some(Value::Null) => Priority::default(),
+        Some(Value::String(name)) => match name.as_str() {
+            "critical" => Priority::Critical,
+            "task" => Priority::Task,
+            "info" => Priority::Info,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "priority must be \"critical\", \"task\" or \"info\" (or 100, 50, 10); got {other:?}"
+                )))
+            }
+        },
+        Some(Value::Number(n)) => n.as_i64().and_then(Priority::from_value).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "priority must be 100 (critical), 50 (task) or 10 (info); got {n}"
+            ))
+        })?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "priority must be a name (\"critical\", \"task\", \"info\") or a number (100, 50, 10)",
+            ))
+        }
+    };
+    let expires_in_seconds = match body.expires_in_seconds {
+        None => None,
+        Some(s) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&s) => u32::try_from(s).ok(),
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "expires_in_seconds must be between 1 and {MAX_EXPIRES_IN_SECONDS}; got {s}"
+            )))
+        }
+    };
+    Ok(QueueOptions {
+        priority,
+        expires_in_seconds,
+    })
 }
 
 /// Managed delegation: recorded `pending`; the ledger dispatches it.
@@ -119,7 +196,9 @@ async fn delegate(
 ) -> Result<Response, ApiError> {
     let source = workspace_in_path(caller, &id)?;
     let target = parse_uuid("target_id", &body.target_id)?;
-    validate_task(source, target, &body.task)?;
+    let task = task_of(&body)?;
+    let queue = queue_options(&body)?;
+    validate_task(source, target, &task)?;
     let target_known: bool =
         sqlx::query_scalar("select exists(select 1 from workspaces where id = $1)")
             .bind(target)
@@ -142,9 +221,10 @@ async fn delegate(
         delegation_id,
         source_id: source,
         target_id: target,
-        task: body.task,
+        task,
         origin: Origin::Managed,
         idempotency_key: body.idempotency_key.clone(),
+        queue,
         actor: caller.actor(),
         at: now(),
     };
@@ -270,6 +350,7 @@ async fn record(
         task: body.task,
         origin: Origin::Recorded,
         idempotency_key: None,
+        queue: QueueOptions::default(),
         actor: caller.actor(),
         at: now(),
     };

@@ -13,8 +13,9 @@
 //!   of setting process-wide gauges) keeps several services in one process
 //!   (the tests) from overwriting each other's values.
 //!
-//! `ledger_dispatch_outcomes_total` is declared with no samples and
-//! `ledger_queue_depth` is 0 until dispatch lands.
+//! The dispatcher counts `ledger_dispatch_outcomes_total{outcome}`
+//! (dispatched, completed, failed, queued, retried, inbox, drain_failed)
+//! through the facade as they happen.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -122,6 +123,8 @@ pub struct LogStatus {
     /// `(name, checkpoint, seconds since the oldest unapplied entry was
     /// recorded — 0 when caught up)`, in the order asked.
     pub projections: Vec<(String, i64, f64)>,
+    /// Requests waiting in the busy-target queue (all targets).
+    pub queue_depth: i64,
 }
 
 /// Read the head and the checkpoints of `names` from the tables (bounded
@@ -140,6 +143,10 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
         .bind(names)
         .fetch_all(pool)
         .await?;
+        let queue_depth: i64 =
+            sqlx::query_scalar("select count(*) from a2a_queue where status = 'queued'")
+                .fetch_one(pool)
+                .await?;
         let mut projections = Vec::with_capacity(names.len());
         for name in names {
             let row = rows
@@ -152,7 +159,11 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
             };
             projections.push((name.clone(), position, seconds));
         }
-        Ok::<_, sqlx::Error>(LogStatus { head, projections })
+        Ok::<_, sqlx::Error>(LogStatus {
+            head,
+            projections,
+            queue_depth,
+        })
     };
     match tokio::time::timeout(DATABASE_TIMEOUT, read).await {
         Ok(Ok(status)) => Ok(status),
@@ -189,6 +200,7 @@ async fn scrape(State(state): State<AppState>) -> Response {
                 LogStatus {
                     head: state.progress.head(),
                     projections,
+                    queue_depth: 0,
                 },
             )
         }
@@ -269,14 +281,8 @@ fn write_scrape_time(out: &mut String, status: &LogStatus, database_up: i64, sub
     family(
         "ledger_queue_depth",
         "gauge",
-        "Queued delegation requests waiting for dispatch (0 until dispatch lands).",
-        &one("0".to_string()),
-    );
-    family(
-        "ledger_dispatch_outcomes_total",
-        "counter",
-        "Dispatch attempts by outcome (no samples until dispatch lands).",
-        &[],
+        "Requests waiting in the busy-target queue, all targets (0 when the scrape could not read the database).",
+        &one(status.queue_depth.to_string()),
     );
 }
 
@@ -289,6 +295,7 @@ mod tests {
         let status = LogStatus {
             head: 10,
             projections: vec![("a".into(), 10, 0.0), ("b".into(), 7, 1.5)],
+            queue_depth: 4,
         };
         let mut out = String::from("# existing\nx 1");
         write_scrape_time(&mut out, &status, 1, 3);
@@ -300,13 +307,9 @@ mod tests {
             "ledger_projection_lag_seconds{projection=\"b\"} 1.5",
             "ledger_projection_checkpoint{projection=\"b\"} 7",
             "ledger_websocket_subscribers 3",
-            "ledger_queue_depth 0",
-            "# TYPE ledger_dispatch_outcomes_total counter",
+            "ledger_queue_depth 4",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }
-        assert!(!out
-            .lines()
-            .any(|l| l.starts_with("ledger_dispatch_outcomes_total")));
     }
 }

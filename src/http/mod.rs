@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod metrics;
+mod queue;
 mod registry;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(registry::router())
         .merge(delegations::router())
         .merge(activity::router())
+        .merge(queue::router())
         .merge(crate::ws::route::router())
         .merge(audit::router())
         .with_state(state)

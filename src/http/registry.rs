@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use crate::a2a::ProtocolVersion;
+use crate::dispatch::drain::drain;
+
 use super::auth::{authenticate, hash_token, new_token, Caller};
 use super::error::ApiError;
 use super::extract::{parse_uuid, ApiJson, ApiPath};
@@ -29,6 +32,9 @@ struct RegisterRequest {
     url: Option<String>,
     delivery_mode: Option<String>,
     name: Option<String>,
+    /// The A2A version to speak to this workspace ("0.3" or "1.0"); absent
+    /// or null: chosen from its agent card.
+    protocol_version: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +66,15 @@ async fn register(
 ) -> Result<Json<RegisterResponse>, ApiError> {
     let id = parse_uuid("id", &body.id)?;
     let mode = parse_mode(body.delivery_mode.as_deref())?;
+    let protocol_version = body
+        .protocol_version
+        .as_deref()
+        .map(|v| {
+            v.parse::<ProtocolVersion>()
+                .map(|v| v.as_str().to_string())
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        })
+        .transpose()?;
     let current: Workspace = state.bus.load(&id.to_string()).await?;
     let at = now();
 
@@ -78,6 +93,7 @@ async fn register(
             .bus
             .execute::<Workspace>(&id.to_string(), command, HashMap::new())
             .await?;
+        set_protocol_version(&state, id, protocol_version).await?;
         tracing::info!(%id, mode = delivery_mode.as_str(), "workspace registered");
         return Ok(Json(RegisterResponse {
             id,
@@ -110,11 +126,31 @@ async fn register(
         .bus
         .execute::<Workspace>(&id.to_string(), command, HashMap::new())
         .await?;
+    if body.protocol_version.is_some() {
+        set_protocol_version(&state, id, protocol_version).await?;
+    }
     Ok(Json(RegisterResponse {
         id,
         delivery_mode,
         auth_token: None,
     }))
+}
+
+/// Record the A2A version given at registration (a no-op when unchanged).
+async fn set_protocol_version(
+    state: &AppState,
+    id: Uuid,
+    protocol_version: Option<String>,
+) -> Result<(), ApiError> {
+    let command = WorkspaceCommand::SetProtocolVersion {
+        protocol_version,
+        at: now(),
+    };
+    state
+        .bus
+        .execute::<Workspace>(&id.to_string(), command, HashMap::new())
+        .await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +166,9 @@ struct HeartbeatResponse {
     drained: u32,
 }
 
-/// Store the reported capacity. (Draining the queue arrives with dispatch.)
+/// Store the reported capacity, and with spare capacity
+/// (`active_tasks < max_concurrent`) claim that many of the workspace's
+/// queued requests for dispatch (`drained`).
 #[tracing::instrument(skip_all, fields(workspace_id = %body.workspace_id), err)]
 async fn heartbeat(
     State(state): State<AppState>,
@@ -139,16 +177,26 @@ async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let id = parse_uuid("workspace_id", &body.workspace_id)?;
     caller.require(id)?;
+    let max_concurrent = body.max_concurrent.unwrap_or(1);
+    let at = now();
     let command = WorkspaceCommand::ReportCapacity {
         active_tasks: body.active_tasks,
-        max_concurrent: body.max_concurrent.unwrap_or(1),
-        at: now(),
+        max_concurrent,
+        at,
     };
     state
         .bus
         .execute::<Workspace>(&id.to_string(), command, HashMap::new())
         .await?;
-    Ok(Json(HeartbeatResponse { drained: 0 }))
+    let spare = max_concurrent.saturating_sub(body.active_tasks);
+    let drained = if spare > 0 {
+        drain(&state.pool, &state.bus, id, spare, at)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    } else {
+        0
+    };
+    Ok(Json(HeartbeatResponse { drained }))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

@@ -75,9 +75,18 @@ struct RemoteTask {
 #[derive(Debug)]
 struct Inner {
     reply: Reply,
+    /// Answers used, one per send, before `reply`.
+    scripted: std::collections::VecDeque<Reply>,
+    /// While set, remote tasks stay `working` whatever their `polls`.
+    hold: bool,
+    /// Once this many tasks exist, further sends hang without creating one
+    /// (a request the agent never accepted).
+    task_limit: Option<usize>,
     card: Option<Value>,
     requests: Vec<Recorded>,
     tasks: HashMap<String, RemoteTask>,
+    /// messageId → tasks created for it.
+    tasks_by_message: HashMap<String, usize>,
     next_task: usize,
 }
 
@@ -87,6 +96,8 @@ pub struct FakeAgent {
     pub base: String,
     inner: Arc<Mutex<Inner>>,
     server: JoinHandle<()>,
+    /// Bumped on every request received.
+    received: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Drop for FakeAgent {
@@ -99,17 +110,22 @@ impl FakeAgent {
     /// Starts a fake that answers every send with the message "ok" and
     /// serves no agent card (404).
     pub async fn start() -> FakeAgent {
+        let (counter, received) = tokio::sync::watch::channel(0usize);
         let inner = Arc::new(Mutex::new(Inner {
             reply: Reply::Message("ok".to_string()),
+            scripted: Default::default(),
+            hold: false,
+            task_limit: None,
             card: None,
             requests: Vec::new(),
             tasks: HashMap::new(),
+            tasks_by_message: HashMap::new(),
             next_task: 0,
         }));
         let app = Router::new()
             .route("/.well-known/agent-card.json", get(card))
             .fallback(rpc)
-            .with_state(inner.clone());
+            .with_state((inner.clone(), Arc::new(counter)));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("fake agent should bind");
@@ -121,6 +137,7 @@ impl FakeAgent {
             base: format!("http://{addr}"),
             inner,
             server,
+            received,
         }
     }
 
@@ -131,6 +148,46 @@ impl FakeAgent {
 
     pub fn set_reply(&self, reply: Reply) {
         self.lock().reply = reply;
+    }
+
+    /// Answer the next sends with `replies`, in order, then with the reply.
+    pub fn script(&self, replies: Vec<Reply>) {
+        self.lock().scripted.extend(replies);
+    }
+
+    /// Keep every remote task `working` (true) or let them finish (false).
+    pub fn hold_tasks(&self, hold: bool) {
+        self.lock().hold = hold;
+    }
+
+    /// Hang (creating no task) on sends once `limit` tasks exist.
+    pub fn limit_tasks(&self, limit: Option<usize>) {
+        self.lock().task_limit = limit;
+    }
+
+    /// Tasks created per `messageId`.
+    pub fn tasks_by_message(&self) -> HashMap<String, usize> {
+        self.lock().tasks_by_message.clone()
+    }
+
+    /// Wait until `done(requests so far)` holds, woken by each request;
+    /// panics after a minute.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&[Recorded]) -> bool) {
+        let mut received = self.received.clone();
+        let wait = async {
+            loop {
+                received.borrow_and_update();
+                if done(&self.requests()) {
+                    return;
+                }
+                if received.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("the fake agent never saw: {what}"));
     }
 
     /// Serves `card` at `/.well-known/agent-card.json` (None → 404).
@@ -162,12 +219,13 @@ impl FakeAgent {
 }
 
 type Shared = Arc<Mutex<Inner>>;
+type Counter = Arc<tokio::sync::watch::Sender<usize>>;
 
 fn lock(inner: &Shared) -> MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn card(State(inner): State<Shared>) -> Response {
+async fn card(State((inner, _)): State<(Shared, Counter)>) -> Response {
     match lock(&inner).card.clone() {
         Some(card) => Json(card).into_response(),
         None => (StatusCode::NOT_FOUND, "no agent card here").into_response(),
@@ -175,7 +233,7 @@ async fn card(State(inner): State<Shared>) -> Response {
 }
 
 async fn rpc(
-    State(inner): State<Shared>,
+    State((inner, counter)): State<(Shared, Counter)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -193,6 +251,11 @@ async fn rpc(
         .map(str::to_string);
     let v1 = matches!(rpc_method.as_str(), "SendMessage" | "GetTask");
 
+    let is_send = matches!(rpc_method.as_str(), "message/send" | "SendMessage");
+    let message_id = body["params"]["message"]["messageId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let reply = {
         let mut state = lock(&inner);
         state.requests.push(Recorded {
@@ -201,8 +264,18 @@ async fn rpc(
             a2a_version: a2a_version.clone(),
             body: body.clone(),
         });
-        state.reply.clone()
+        let scripted = if is_send {
+            state.scripted.pop_front()
+        } else {
+            None
+        };
+        let reply = scripted.unwrap_or_else(|| state.reply.clone());
+        match (&reply, state.task_limit) {
+            (Reply::Task { .. }, Some(limit)) if state.next_task >= limit => Reply::Hang,
+            _ => reply,
+        }
     };
+    counter.send_modify(|n| *n += 1);
 
     if v1 && a2a_version.as_deref() != Some("1.0") {
         return rpc_error(
@@ -213,15 +286,16 @@ async fn rpc(
     }
 
     match rpc_method.as_str() {
-        "message/send" | "SendMessage" => send_reply(&inner, reply, id, v1).await,
+        "message/send" | "SendMessage" => send_reply(&inner, reply, id, v1, &message_id).await,
         "tasks/get" | "GetTask" => {
             let task_id = body["params"]["id"].as_str().unwrap_or_default();
             let mut state = lock(&inner);
+            let hold = state.hold;
             match state.tasks.get_mut(task_id) {
                 None => rpc_error(id, -32001, "Task not found"),
                 Some(task) => {
                     task.reads += 1;
-                    let done = task.reads >= task.polls;
+                    let done = task.reads >= task.polls && !hold;
                     let task = task_json(task_id, done, &task.text, v1);
                     rpc_result(id, task)
                 }
@@ -231,7 +305,13 @@ async fn rpc(
     }
 }
 
-async fn send_reply(inner: &Shared, reply: Reply, id: Value, v1: bool) -> Response {
+async fn send_reply(
+    inner: &Shared,
+    reply: Reply,
+    id: Value,
+    v1: bool,
+    message_id: &str,
+) -> Response {
     match reply {
         Reply::Message(text) => {
             let message = if v1 {
@@ -251,6 +331,10 @@ async fn send_reply(inner: &Shared, reply: Reply, id: Value, v1: bool) -> Respon
             let task_id = {
                 let mut state = lock(inner);
                 state.next_task += 1;
+                *state
+                    .tasks_by_message
+                    .entry(message_id.to_string())
+                    .or_default() += 1;
                 let task_id = format!("task-{}", state.next_task);
                 state.tasks.insert(
                     task_id.clone(),

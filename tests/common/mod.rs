@@ -60,13 +60,52 @@ pub struct TestApp {
     pub hub: std::sync::Arc<ledger::ws::Hub>,
 }
 
+/// A service without a dispatcher: the suites that are not about dispatch
+/// register workspaces at URLs nobody answers, and their assertions on
+/// views must not race a dispatcher's retries. `tests/dispatch*.rs` use
+/// [`spawn_dispatching_app`].
 pub async fn spawn_app() -> TestApp {
     spawn_app_on(fresh_database_url().await).await
 }
 
-/// A service on an existing database (e.g. a second process on the same one).
+/// A service without a dispatcher on an existing database (e.g. a second
+/// process on the same one).
 pub async fn spawn_app_on(database_url: String) -> TestApp {
     spawn_app_with(database_url, |_| {}).await
+}
+
+/// A service whose dispatcher delivers delegations, with delays short
+/// enough for tests; `adjust` may change them further.
+pub async fn spawn_dispatching_app(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(fresh_database_url().await, |config| {
+        config.dispatch = fast_dispatch();
+        adjust(config);
+    })
+    .await
+}
+
+/// Dispatcher settings for tests: the same logic, shorter waits.
+pub fn fast_dispatch() -> ledger::dispatch::DispatchConfig {
+    use std::time::Duration;
+    ledger::dispatch::DispatchConfig {
+        enabled: true,
+        retry: ledger::dispatch::Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+        poll: ledger::dispatch::Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+        },
+        expiry_sweep: Duration::from_millis(100),
+        election_interval: Duration::from_millis(100),
+        client: ledger::a2a::A2aClientConfig {
+            request_timeout: Duration::from_secs(2),
+            card_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// A service on `database_url` with its configuration adjusted by `adjust`.
@@ -77,6 +116,10 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Confi
         addr: "127.0.0.1:0".parse().expect("valid address"),
         admin_token: Some(admin_token.clone()),
         max_connections: 20,
+        dispatch: ledger::dispatch::DispatchConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Config::default()
     };
     adjust(&mut config);
@@ -261,4 +304,110 @@ pub async fn server_connection() -> sqlx::PgConnection {
         .connect()
         .await
         .expect("test PostgreSQL should accept connections")
+}
+
+/// Wait until `check` holds, re-checking whenever the log or a projection
+/// moves (their NOTIFYs), never on a timer. Panics after `limit`.
+pub async fn wait_for<F, Fut>(pool: &PgPool, what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .expect("listen");
+    listener
+        .listen_all(["ledger_log", "ledger_projection"])
+        .await
+        .expect("listen");
+    let wait = async {
+        loop {
+            // Checked after LISTEN, so no change can slip between.
+            if check().await {
+                return;
+            }
+            listener.recv().await.expect("notification");
+        }
+    };
+    tokio::time::timeout(limit, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
+impl TestApp {
+    /// Register a workspace with this registration body (id added).
+    pub async fn register_with(&self, body: Value) -> Workspace {
+        let id = Uuid::new_v4();
+        let mut body = body;
+        body["id"] = json!(id);
+        let response = self
+            .client
+            .post(self.url("/registry/register"))
+            .json(&body)
+            .send()
+            .await
+            .expect("register should be sent");
+        let (status, answer) = read(response).await;
+        assert_eq!(status, 200, "register failed: {answer}");
+        let token = answer["auth_token"]
+            .as_str()
+            .expect("first registration returns a token")
+            .to_string();
+        Workspace { id, token }
+    }
+
+    /// A managed delegation from `source` to `target`; returns its id.
+    pub async fn delegate(&self, source: &Workspace, target: Uuid, extra: Value) -> Uuid {
+        let mut body = json!({ "target_id": target, "task": "do the thing" });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, answer) = self
+            .post(
+                &format!("/workspaces/{}/delegate", source.id),
+                &source.token,
+                body,
+            )
+            .await;
+        assert_eq!(status, 202, "delegate failed: {answer}");
+        answer["delegation_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("delegation_id")
+    }
+
+    /// The delegation's status in the `delegations` view.
+    pub async fn status_of(&self, delegation_id: Uuid) -> Option<String> {
+        sqlx::query_scalar("select status from delegations where delegation_id = $1")
+            .bind(delegation_id)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("read delegation status")
+    }
+
+    /// Wait until the delegation has `status` in the view.
+    pub async fn wait_status(&self, delegation_id: Uuid, status: &str) {
+        wait_for(
+            &self.pool,
+            &format!("delegation {delegation_id} to be {status}"),
+            std::time::Duration::from_secs(60),
+            || async { self.status_of(delegation_id).await.as_deref() == Some(status) },
+        )
+        .await;
+    }
+
+    /// Report capacity; returns `drained`.
+    pub async fn heartbeat(&self, workspace: &Workspace, active: u32, max: u32) -> u64 {
+        let (status, body) = self
+            .post(
+                "/registry/heartbeat",
+                &workspace.token,
+                json!({ "workspace_id": workspace.id, "active_tasks": active, "max_concurrent": max }),
+            )
+            .await;
+        assert_eq!(status, 200, "heartbeat failed: {body}");
+        body["drained"].as_u64().expect("drained")
+    }
 }

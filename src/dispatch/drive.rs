@@ -1,0 +1,426 @@
+//! Driving one delegation to its next resting point: sent and finished,
+//! sent and being followed, queued behind a busy target, or failed.
+//!
+//! Every run starts from the recorded state, so it is safe to run again at
+//! any time (after a crash, on a second reaction, on resume):
+//!
+//! | recorded state | what a run does |
+//! |---|---|
+//! | `pending` | deliver to a polling target's inbox, or send (retrying transient failures), then follow |
+//! | `queued`, item claimed by a drain | send once; a failure goes back to the queue item |
+//! | `queued`, item ended | finish the delegation from the item (the log rule does the same) |
+//! | `queued`, item waiting | nothing: the next heartbeat with spare capacity claims it |
+//! | acknowledged with a remote task id | follow the task (never re-send) |
+//! | acknowledged without one | nothing: the agent reports itself |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aggregates::delegation::{
+    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate,
+};
+use aggregates::queue_item::{QueueItem, QueueItemCommand, QueueItemError, QueueItemStatus};
+use aggregates::workspace::{DeliveryMode, Workspace};
+use aggregates::Actor;
+use chrono::Utc;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::outcome::{acknowledged, forward, stops_following, task_step};
+use super::reactions::{queued_outcome, queued_response};
+use super::{DispatchError, Dispatcher};
+use crate::a2a::{message_id_for, CallError, Endpoint, ProtocolVersion, SendOutcome};
+use crate::commands::CommandError;
+
+/// Namespace of queue item ids: a delegation has at most one queue item,
+/// with an id derived from it, so re-enqueuing after a crash is a no-op.
+const QUEUE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d71_7565_7565_6974_656d);
+
+/// The queue item id of a delegation.
+pub fn queue_id_for(delegation_id: Uuid) -> Uuid {
+    Uuid::new_v5(&QUEUE_ID_NAMESPACE, delegation_id.as_bytes())
+}
+
+/// The actor recorded on the dispatcher's events.
+pub fn actor() -> Actor {
+    Actor::System("dispatcher".to_string())
+}
+
+fn metadata() -> HashMap<String, String> {
+    HashMap::from([("actor".to_string(), "system:dispatcher".to_string())])
+}
+
+/// Drive `delegation_id`; failures are logged (the next reaction or the
+/// next start resumes from the recorded state).
+pub async fn drive(dispatcher: &Arc<Dispatcher>, delegation_id: Uuid) {
+    if let Err(error) = run(dispatcher, delegation_id).await {
+        tracing::warn!(%delegation_id, %error, "dispatch step failed; it resumes on the next start");
+    }
+}
+
+async fn run(d: &Dispatcher, id: Uuid) -> Result<(), DispatchError> {
+    let delegation: Delegation = d.bus.load(&id.to_string()).await?;
+    let Some(status) = delegation.status() else {
+        return Ok(());
+    };
+    if delegation.origin() != Some(Origin::Managed) || status.is_terminal() {
+        return Ok(());
+    }
+    match status {
+        DelegationStatus::Pending => send_direct(d, &delegation).await,
+        DelegationStatus::Queued => {
+            let queue_id = delegation
+                .queue_id()
+                .unwrap_or_else(|| queue_id_for(delegation.delegation_id()));
+            let item: QueueItem = d.bus.load(&queue_id.to_string()).await?;
+            match item.status() {
+                Some(QueueItemStatus::Dispatched) => send_drained(d, &delegation, queue_id).await,
+                Some(QueueItemStatus::Completed) => {
+                    finish(d, &delegation, queued_outcome(item.response_body())).await
+                }
+                // The log rule words these; a resumed run leaves them to it.
+                Some(_) | None => Ok(()),
+            }
+        }
+        _ => match delegation.remote_task_id() {
+            Some(task_id) => follow(d, &delegation, task_id.to_string()).await,
+            None => Ok(()),
+        },
+    }
+}
+
+/// How to reach the delegation's target; `Err` holds the failure reason
+/// when it cannot be reached at all (a permanent failure).
+enum Target {
+    Push {
+        url: String,
+        version: Option<ProtocolVersion>,
+    },
+    Poll,
+}
+
+async fn target_of(
+    d: &Dispatcher,
+    delegation: &Delegation,
+) -> Result<Result<Target, String>, DispatchError> {
+    let target_id = delegation.target_id();
+    let workspace: Workspace = d.bus.load(&target_id.to_string()).await?;
+    if !workspace.is_registered() {
+        return Ok(Err(format!(
+            "target workspace {target_id} is not registered"
+        )));
+    }
+    if workspace.delivery_mode() == DeliveryMode::Poll {
+        return Ok(Ok(Target::Poll));
+    }
+    let Some(url) = workspace.url() else {
+        return Ok(Err(format!("target workspace {target_id} has no URL")));
+    };
+    let version = workspace
+        .protocol_version()
+        .and_then(ProtocolVersion::from_version_str);
+    Ok(Ok(Target::Push {
+        url: url.to_string(),
+        version,
+    }))
+}
+
+async fn endpoint_and_send(
+    d: &Dispatcher,
+    url: &str,
+    version: Option<ProtocolVersion>,
+    delegation: &Delegation,
+) -> Result<SendOutcome, CallError> {
+    let endpoint: Endpoint = d.endpoint(url, version).await?;
+    d.call(d.client.send(
+        &endpoint.url,
+        endpoint.version,
+        delegation.delegation_id(),
+        delegation.task(),
+    ))
+    .await
+}
+
+/// First dispatch of a pending delegation.
+async fn send_direct(d: &Dispatcher, delegation: &Delegation) -> Result<(), DispatchError> {
+    let (url, version) = match target_of(d, delegation).await? {
+        Err(reason) => return fail(d, delegation, reason).await,
+        Ok(Target::Poll) => {
+            let command = DelegationCommand::DeliverToInbox {
+                actor: actor(),
+                at: Utc::now(),
+            };
+            execute(d, delegation.delegation_id(), command).await?;
+            metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "inbox").increment(1);
+            return Ok(());
+        }
+        Ok(Target::Push { url, version }) => (url, version),
+    };
+    let attempts = d.config.send_attempts.max(1);
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        match endpoint_and_send(d, &url, version, delegation).await {
+            Ok(outcome) => return acknowledge(d, delegation, outcome).await,
+            Err(error) if error.is_busy() => return enqueue(d, delegation, &error).await,
+            Err(error) if error.is_transient() && tried < attempts => {
+                metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "retried")
+                    .increment(1);
+                let wait = d
+                    .config
+                    .retry
+                    .delay_respecting(tried - 1, error.retry_after);
+                tracing::info!(delegation_id = %delegation.delegation_id(), %error, ?wait, "transient send failure; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) if error.is_transient() => {
+                let reason = format!("{error} (gave up after {tried} attempts)");
+                return fail(d, delegation, reason).await;
+            }
+            Err(error) => return fail(d, delegation, error.reason).await,
+        }
+    }
+}
+
+/// A drained (claimed) queue item's one attempt; a failure is the queue
+/// item's, which requeues it or, at the last attempt, fails it.
+async fn send_drained(
+    d: &Dispatcher,
+    delegation: &Delegation,
+    queue_id: Uuid,
+) -> Result<(), DispatchError> {
+    let reason = match target_of(d, delegation).await? {
+        Ok(Target::Push { url, version }) => {
+            match endpoint_and_send(d, &url, version, delegation).await {
+                Ok(outcome) => return acknowledge(d, delegation, outcome).await,
+                Err(error) => error.reason,
+            }
+        }
+        Ok(Target::Poll) => "the target now polls; a queued request cannot be pushed".to_string(),
+        Err(reason) => reason,
+    };
+    metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "drain_failed").increment(1);
+    let command = QueueItemCommand::Fail {
+        error: reason,
+        at: Utc::now(),
+    };
+    match d
+        .bus
+        .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
+        .await
+    {
+        Ok(_) | Err(CommandError::Rejected(QueueItemError::NotDispatched { .. })) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Record an acknowledged send atomically, then follow its task.
+async fn acknowledge(
+    d: &Dispatcher,
+    delegation: &Delegation,
+    outcome: SendOutcome,
+) -> Result<(), DispatchError> {
+    let steps = acknowledged(&outcome);
+    let last = steps.last().cloned();
+    let state = execute(
+        d,
+        delegation.delegation_id(),
+        DelegationCommand::UpdateStatuses {
+            updates: steps,
+            actor: actor(),
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "dispatched").increment(1);
+    match (outcome, last) {
+        (_, Some(end @ (StatusUpdate::Completed { .. } | StatusUpdate::Failed { .. }))) => {
+            finish(d, &state, end).await
+        }
+        (SendOutcome::Task(task), _) => follow(d, &state, task.id).await,
+        (SendOutcome::Message(_), _) => Ok(()),
+    }
+}
+
+/// Park the delegation behind its busy target.
+async fn enqueue(
+    d: &Dispatcher,
+    delegation: &Delegation,
+    busy: &CallError,
+) -> Result<(), DispatchError> {
+    let id = delegation.delegation_id();
+    let queue_id = queue_id_for(id);
+    let options = delegation.queue_options();
+    let at = Utc::now();
+    let command = QueueItemCommand::Enqueue {
+        queue_id,
+        target_id: delegation.target_id(),
+        caller_id: delegation.source_id(),
+        priority: options.priority,
+        method: "message/send".to_string(),
+        body: json!({ "delegation_id": id, "message_id": message_id_for(id) }),
+        idempotency_key: delegation.idempotency_key().map(str::to_string),
+        expires_at: options
+            .expires_in_seconds
+            .map(|s| at + chrono::Duration::seconds(i64::from(s))),
+        delegation_id: Some(id),
+        at,
+    };
+    match d
+        .bus
+        .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
+        .await
+    {
+        // Already enqueued by a run that died before marking the delegation.
+        Ok(_) | Err(CommandError::Rejected(QueueItemError::AlreadyExists)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    tracing::info!(delegation_id = %id, %queue_id, reason = %busy, "target busy; delegation queued");
+    metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "queued").increment(1);
+    let queued = DelegationCommand::UpdateStatus {
+        update: StatusUpdate::Queued {
+            queue_id: Some(queue_id),
+        },
+        actor: actor(),
+        at,
+    };
+    execute(d, id, queued).await.map(|_| ())
+}
+
+/// Follow the remote task until it stops changing by itself.
+async fn follow(
+    d: &Dispatcher,
+    delegation: &Delegation,
+    task_id: String,
+) -> Result<(), DispatchError> {
+    let (url, version) = match target_of(d, delegation).await? {
+        Ok(Target::Push { url, version }) => (url, version),
+        Ok(Target::Poll) => return Ok(()),
+        Err(reason) => return fail(d, delegation, reason).await,
+    };
+    let mut status = delegation.status().unwrap_or(DelegationStatus::Dispatched);
+    let mut readings = 0u32;
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(d.config.poll.delay(readings)).await;
+        readings = readings.saturating_add(1);
+        let reading = match d.endpoint(&url, version).await {
+            Ok(endpoint) => {
+                d.call(d.client.get_task(&endpoint.url, endpoint.version, &task_id))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match reading {
+            Ok(task) => {
+                failures = 0;
+                let step = task_step(&task).and_then(|step| forward(status, step));
+                let stop = stops_following(task.state);
+                match step {
+                    Some(end @ (StatusUpdate::Completed { .. } | StatusUpdate::Failed { .. })) => {
+                        return finish(d, delegation, end).await
+                    }
+                    Some(step) => {
+                        let state = execute(
+                            d,
+                            delegation.delegation_id(),
+                            DelegationCommand::UpdateStatus {
+                                update: step,
+                                actor: actor(),
+                                at: Utc::now(),
+                            },
+                        )
+                        .await?;
+                        status = state.status().unwrap_or(status);
+                        if status.is_terminal() {
+                            return Ok(());
+                        }
+                    }
+                    None if stop => return Ok(()),
+                    None => {}
+                }
+            }
+            Err(error) if error.rpc_code == Some(-32001) => {
+                let reason = format!(
+                    "the agent no longer knows task {task_id} (it may have restarted); not re-sent, so the task never runs twice"
+                );
+                return fail(d, delegation, reason).await;
+            }
+            Err(error) => {
+                failures += 1;
+                if failures >= d.config.max_poll_failures.max(1) {
+                    let reason =
+                        format!("could not read task {task_id} after {failures} tries: {error}");
+                    return fail(d, delegation, reason).await;
+                }
+                tracing::info!(delegation_id = %delegation.delegation_id(), %error, "reading the remote task failed; retrying");
+            }
+        }
+    }
+}
+
+/// Record the delegation's end. When it came through the queue, the queue
+/// item ends first (its end finishes the delegation through the log rule
+/// too, so either commit alone suffices).
+async fn finish(
+    d: &Dispatcher,
+    delegation: &Delegation,
+    end: StatusUpdate,
+) -> Result<(), DispatchError> {
+    let id = delegation.delegation_id();
+    if let Some(queue_id) = delegation.queue_id() {
+        let item: QueueItem = d.bus.load(&queue_id.to_string()).await?;
+        if item.status() == Some(QueueItemStatus::Dispatched) {
+            let command = QueueItemCommand::Complete {
+                response_body: queued_response(&end),
+                at: Utc::now(),
+            };
+            match d
+                .bus
+                .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
+                .await
+            {
+                Ok(_) | Err(CommandError::Rejected(QueueItemError::NotDispatched { .. })) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+    let outcome = match &end {
+        StatusUpdate::Completed { .. } => "completed",
+        _ => "failed",
+    };
+    let command = DelegationCommand::UpdateStatus {
+        update: end,
+        actor: actor(),
+        at: Utc::now(),
+    };
+    match d
+        .bus
+        .execute::<Delegation>(&id.to_string(), command, metadata())
+        .await
+    {
+        Ok(_) => {}
+        // Finished meanwhile (by the log rule or by the agent's report).
+        Err(CommandError::Rejected(DelegationError::TerminalConflict { .. })) => return Ok(()),
+        Err(other) => return Err(other.into()),
+    }
+    metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => outcome).increment(1);
+    tracing::info!(delegation_id = %id, outcome, "delegation finished");
+    Ok(())
+}
+
+async fn fail(d: &Dispatcher, delegation: &Delegation, error: String) -> Result<(), DispatchError> {
+    tracing::warn!(delegation_id = %delegation.delegation_id(), %error, "delegation failed");
+    finish(d, delegation, StatusUpdate::Failed { error }).await
+}
+
+async fn execute(
+    d: &Dispatcher,
+    id: Uuid,
+    command: DelegationCommand,
+) -> Result<Delegation, DispatchError> {
+    Ok(d.bus
+        .execute::<Delegation>(&id.to_string(), command, metadata())
+        .await?
+        .state)
+}

@@ -1,0 +1,221 @@
+//! Dispatch: the process manager that delivers managed delegations
+//! (DESIGN.md "Dispatch").
+//!
+//! # Why it looks the way it does
+//!
+//! * **Everything durable is an event.** The dispatcher keeps no state of
+//!   its own beyond a checkpoint in the log. What it knows about a
+//!   delegation — sent? acknowledged? which remote task? queued where? — is
+//!   folded from the delegation's and its queue item's events, so a killed
+//!   process resumes exactly where the ledger says it was.
+//! * **Exactly-once intent.** A real A2A server treats the same `messageId`
+//!   sent twice as two tasks. The message id is derived from the delegation
+//!   ([`crate::a2a::message_id_for`]); an acknowledged send is recorded in
+//!   one commit together with its remote task id ([`outcome`]); after a
+//!   crash a delegation with a remote task id is *followed*, never re-sent.
+//!   Only a delegation with no acknowledged send is sent again. (The one
+//!   window left — the agent accepted the request but the process died
+//!   before the acknowledgement was committed — cannot be closed from this
+//!   side with A2A v0.3; see README "Dispatch".)
+//! * **One leader.** Like the sequencer, the dispatcher leads while it holds
+//!   a PostgreSQL advisory lock ([`leader`]); any number of service nodes
+//!   serve HTTP, one dispatches, another takes over when it dies. The
+//!   heartbeat drain runs on whichever node receives the heartbeat: it only
+//!   *claims* queue items (optimistic concurrency on the item), and the
+//!   leader reacts to the claim in the log.
+//! * **The log reader never waits for an agent.** Each delegation is driven
+//!   by its own task ([`drive`]); at most `max_in_flight` HTTP calls run at
+//!   once; a task followed for hours holds no permit while it sleeps.
+//!
+//! # Layout
+//!
+//! * [`reactions`] — which log entries call for what (pure).
+//! * [`outcome`] — agent answers → lifecycle steps (pure).
+//! * [`backoff`] — retry and polling delays (pure).
+//! * [`drive`] — sending, queueing and following one delegation.
+//! * [`drain`] — the heartbeat's claim of queued items, and expiry.
+//! * [`leader`] — election, the resume scan and the log follower.
+
+pub mod backoff;
+pub mod drain;
+pub mod drive;
+pub mod leader;
+pub mod outcome;
+pub mod reactions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::a2a::{A2aClient, A2aClientConfig, CallError, Endpoint, ProtocolVersion};
+use crate::commands::CommandBus;
+pub use backoff::Backoff;
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Whether this process campaigns to dispatch at all (a node that only
+    /// serves HTTP may opt out; one dispatching node per database suffices).
+    pub enabled: bool,
+    /// Most A2A calls in flight at once.
+    pub max_in_flight: usize,
+    /// Sends of a delegation before a transient failure (connection refused,
+    /// 502, restarting 503, timeout) fails it.
+    pub send_attempts: u32,
+    /// Waits between those sends.
+    pub retry: Backoff,
+    /// Waits between readings of a followed remote task.
+    pub poll: Backoff,
+    /// Consecutive failed readings of a followed task before it is given up.
+    pub max_poll_failures: u32,
+    /// How long a target's resolved endpoint (agent card) is reused.
+    pub endpoint_ttl: Duration,
+    /// How often expired queue items are marked expired.
+    pub expiry_sweep: Duration,
+    /// Pause before a follower tries the leader lock again.
+    pub election_interval: Duration,
+    pub client: A2aClientConfig,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_in_flight: 64,
+            send_attempts: 5,
+            retry: Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(30),
+            },
+            poll: Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(10),
+            },
+            max_poll_failures: 30,
+            endpoint_ttl: Duration::from_secs(60),
+            expiry_sweep: Duration::from_secs(1),
+            election_interval: Duration::from_secs(1),
+            client: A2aClientConfig::default(),
+        }
+    }
+}
+
+/// Why a dispatcher step could not be carried out (retried later).
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Command(String),
+}
+
+impl<E: std::error::Error> From<crate::commands::CommandError<E>> for DispatchError {
+    fn from(error: crate::commands::CommandError<E>) -> Self {
+        DispatchError::Command(error.to_string())
+    }
+}
+
+/// What the drive tasks share.
+pub struct Dispatcher {
+    pub(crate) pool: PgPool,
+    pub(crate) bus: CommandBus,
+    pub(crate) client: A2aClient,
+    pub(crate) config: DispatchConfig,
+    permits: Semaphore,
+    endpoints: Mutex<HashMap<(String, Option<ProtocolVersion>), (Endpoint, Instant)>>,
+    /// Delegations being driven, and whether another run was asked for
+    /// while they were (a claim that arrives as a drive ends must not be
+    /// lost).
+    in_flight: Mutex<HashMap<Uuid, bool>>,
+}
+
+impl Dispatcher {
+    pub fn new(pool: PgPool, bus: CommandBus, config: DispatchConfig) -> anyhow::Result<Self> {
+        let client = A2aClient::new(config.client.clone())?;
+        Ok(Self {
+            pool,
+            bus,
+            client,
+            permits: Semaphore::new(config.max_in_flight.max(1)),
+            config,
+            endpoints: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Run `call` while holding one of the `max_in_flight` permits.
+    pub(crate) async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        let _permit = self.permits.acquire().await;
+        call.await
+    }
+
+    /// Where and how to reach the agent at `base_url` (agent card, cached).
+    pub(crate) async fn endpoint(
+        &self,
+        base_url: &str,
+        configured: Option<ProtocolVersion>,
+    ) -> Result<Endpoint, CallError> {
+        let key = (base_url.to_string(), configured);
+        if let Some((endpoint, at)) = self.lock_endpoints().get(&key) {
+            if at.elapsed() < self.config.endpoint_ttl {
+                return Ok(endpoint.clone());
+            }
+        }
+        let endpoint = self
+            .call(self.client.resolve_endpoint(base_url, configured))
+            .await?;
+        self.lock_endpoints()
+            .insert(key, (endpoint.clone(), Instant::now()));
+        Ok(endpoint)
+    }
+
+    fn lock_endpoints(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, Option<ProtocolVersion>), (Endpoint, Instant)>>
+    {
+        self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, bool>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start driving `delegation_id` unless it is being driven; if it is,
+    /// have that run go round once more when it ends.
+    pub(crate) fn start(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>, id: Uuid) {
+        {
+            let mut in_flight = self.lock_in_flight();
+            if let Some(again) = in_flight.get_mut(&id) {
+                *again = true;
+                return;
+            }
+            in_flight.insert(id, false);
+        }
+        let dispatcher = self.clone();
+        tasks.spawn(async move {
+            loop {
+                drive::drive(&dispatcher, id).await;
+                let mut in_flight = dispatcher.lock_in_flight();
+                match in_flight.get_mut(&id) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        in_flight.remove(&id);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Forget every delegation in flight (their tasks were aborted).
+    pub(crate) fn clear_in_flight(&self) {
+        self.lock_in_flight().clear();
+    }
+}

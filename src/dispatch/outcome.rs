@@ -1,0 +1,183 @@
+//! What an agent's answer means for the delegation (pure).
+//!
+//! The dispatcher records an acknowledged send as one atomic list of
+//! lifecycle steps — `Dispatched` (with the remote task id) followed by
+//! whatever the answer already says — so a crash can never leave a send
+//! that the target acknowledged without its remote task id on record.
+//! Readings of a followed task become steps only when they move the
+//! delegation forward.
+
+use aggregates::delegation::{DelegationStatus, StatusUpdate};
+
+use crate::a2a::{SendOutcome, TaskSnapshot, TaskState};
+
+/// The steps that record an acknowledged send.
+pub fn acknowledged(outcome: &SendOutcome) -> Vec<StatusUpdate> {
+    match outcome {
+        SendOutcome::Message(message) => vec![
+            StatusUpdate::Dispatched {
+                remote_task_id: None,
+            },
+            StatusUpdate::Completed {
+                result: message.text.clone(),
+            },
+        ],
+        SendOutcome::Task(task) => {
+            let mut steps = vec![StatusUpdate::Dispatched {
+                remote_task_id: Some(task.id.clone()),
+            }];
+            steps.extend(task_step(task));
+            steps
+        }
+    }
+}
+
+/// The step a reading of the remote task stands for, if any.
+pub fn task_step(task: &TaskSnapshot) -> Option<StatusUpdate> {
+    let detail = task
+        .status_text
+        .as_deref()
+        .map(|text| format!(": {text}"))
+        .unwrap_or_default();
+    match task.state {
+        TaskState::Submitted => Some(StatusUpdate::Received),
+        TaskState::Working => Some(StatusUpdate::InProgress),
+        TaskState::Completed => Some(StatusUpdate::Completed {
+            result: task.result_text().unwrap_or_default().to_string(),
+        }),
+        TaskState::Failed | TaskState::Canceled | TaskState::Rejected => {
+            Some(StatusUpdate::Failed {
+                error: format!(
+                    "the agent's task {} ended {}{detail}",
+                    task.id, task.raw_state
+                ),
+            })
+        }
+        TaskState::InputRequired | TaskState::AuthRequired => Some(StatusUpdate::Failed {
+            error: format!(
+                "the agent's task {} is {} (it waits for an answer the ledger cannot give){detail}",
+                task.id, task.raw_state
+            ),
+        }),
+        TaskState::Unknown => None,
+    }
+}
+
+/// Whether a task in this state will change no more by itself: the
+/// dispatcher stops following it.
+pub fn stops_following(state: TaskState) -> bool {
+    state.is_terminal() || state.is_interrupted()
+}
+
+/// `step` if it moves a delegation in `current` forward (a reading that
+/// repeats or trails what is on record is dropped).
+pub fn forward(current: DelegationStatus, step: StatusUpdate) -> Option<StatusUpdate> {
+    use DelegationStatus as S;
+    let keep = match (&step, current) {
+        (_, S::Completed | S::Failed) => false,
+        (StatusUpdate::Received, S::Received | S::InProgress) => false,
+        (StatusUpdate::InProgress, S::InProgress) => false,
+        _ => true,
+    };
+    keep.then_some(step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::AgentMessage;
+
+    fn task(state: TaskState, raw: &str) -> TaskSnapshot {
+        TaskSnapshot {
+            id: "t-1".into(),
+            context_id: None,
+            state,
+            raw_state: raw.into(),
+            artifact_text: (state == TaskState::Completed).then(|| "the answer".to_string()),
+            status_text: Some("note".into()),
+        }
+    }
+
+    #[test]
+    fn a_message_answer_is_dispatched_and_completed_in_one_record() {
+        let outcome = SendOutcome::Message(AgentMessage {
+            message_id: None,
+            context_id: None,
+            task_id: None,
+            text: "42".into(),
+        });
+        assert_eq!(
+            acknowledged(&outcome),
+            vec![
+                StatusUpdate::Dispatched {
+                    remote_task_id: None
+                },
+                StatusUpdate::Completed {
+                    result: "42".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_task_answer_records_its_id_and_its_state() {
+        let outcome = SendOutcome::Task(task(TaskState::Working, "working"));
+        assert_eq!(
+            acknowledged(&outcome),
+            vec![
+                StatusUpdate::Dispatched {
+                    remote_task_id: Some("t-1".into())
+                },
+                StatusUpdate::InProgress
+            ]
+        );
+    }
+
+    #[test]
+    fn task_states_map_to_lifecycle_steps() {
+        assert_eq!(
+            task_step(&task(TaskState::Submitted, "submitted")),
+            Some(StatusUpdate::Received)
+        );
+        assert_eq!(
+            task_step(&task(TaskState::Completed, "completed")),
+            Some(StatusUpdate::Completed {
+                result: "the answer".into()
+            })
+        );
+        let Some(StatusUpdate::Failed { error }) =
+            task_step(&task(TaskState::Rejected, "TASK_STATE_REJECTED"))
+        else {
+            panic!("a rejected task fails the delegation");
+        };
+        assert!(
+            error.contains("t-1")
+                && error.contains("TASK_STATE_REJECTED")
+                && error.contains("note")
+        );
+        let Some(StatusUpdate::Failed { error }) =
+            task_step(&task(TaskState::InputRequired, "input-required"))
+        else {
+            panic!("a task waiting for input fails the delegation");
+        };
+        assert!(error.contains("input-required"));
+        assert_eq!(task_step(&task(TaskState::Unknown, "odd")), None);
+        assert!(stops_following(TaskState::AuthRequired));
+        assert!(stops_following(TaskState::Canceled));
+        assert!(!stops_following(TaskState::Working));
+    }
+
+    #[test]
+    fn only_steps_that_move_forward_are_kept() {
+        use DelegationStatus as S;
+        assert_eq!(forward(S::InProgress, StatusUpdate::InProgress), None);
+        assert_eq!(forward(S::InProgress, StatusUpdate::Received), None);
+        assert_eq!(
+            forward(S::Dispatched, StatusUpdate::InProgress),
+            Some(StatusUpdate::InProgress)
+        );
+        let done = StatusUpdate::Completed { result: "r".into() };
+        assert_eq!(forward(S::Received, done.clone()), Some(done.clone()));
+        assert_eq!(forward(S::Completed, done), None);
+    }
+}

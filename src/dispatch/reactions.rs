@@ -1,0 +1,223 @@
+//! What the dispatcher does about an entry of the log (pure).
+//!
+//! The dispatcher is a process manager: it follows the positioned log and
+//! reacts. Two kinds of reaction:
+//!
+//! * **drive** a delegation to its next resting point (send it, follow its
+//!   remote task) — for a managed `DelegationSent` and for a queue item the
+//!   heartbeat drain claimed. Driving is re-entrant and idempotent: it
+//!   starts from the delegation's recorded state, so running it again after
+//!   a crash resumes instead of repeating.
+//! * **finish** a delegation because its queue item ended — the rule that
+//!   makes "queued but never resolved" impossible: the queue item's end is
+//!   an event, and this turns it into the delegation's end. The dispatcher
+//!   moves its checkpoint past the entry only after the finish committed.
+
+use aggregates::delegation::StatusUpdate;
+use aggregates::delegation::{DelegationEvent, Origin};
+use aggregates::queue_item::QueueItemEvent;
+use projections::LedgerEvent;
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reaction {
+    Drive(Uuid),
+    Finish {
+        delegation_id: Uuid,
+        update: StatusUpdate,
+    },
+}
+
+/// The reaction an event calls for, if any.
+pub fn reaction(event: &LedgerEvent) -> Option<Reaction> {
+    match event {
+        LedgerEvent::Delegation(DelegationEvent::DelegationSent {
+            delegation_id,
+            origin: Origin::Managed,
+            ..
+        }) => Some(Reaction::Drive(*delegation_id)),
+        LedgerEvent::QueueItem(event) => queue_reaction(event),
+        _ => None,
+    }
+}
+
+fn queue_reaction(event: &QueueItemEvent) -> Option<Reaction> {
+    let finish = |delegation_id: &Option<Uuid>, update| {
+        delegation_id.map(|delegation_id| Reaction::Finish {
+            delegation_id,
+            update,
+        })
+    };
+    match event {
+        QueueItemEvent::QueueItemDispatched {
+            delegation_id: Some(id),
+            ..
+        } => Some(Reaction::Drive(*id)),
+        QueueItemEvent::QueueItemCompleted {
+            delegation_id,
+            response_body,
+            ..
+        } => finish(delegation_id, queued_outcome(response_body.as_ref())),
+        QueueItemEvent::QueueItemFailed {
+            delegation_id,
+            attempts,
+            error,
+            ..
+        } => finish(
+            delegation_id,
+            StatusUpdate::Failed {
+                error: format!("the queued request failed after {attempts} attempts: {error}"),
+            },
+        ),
+        QueueItemEvent::QueueItemExpired { delegation_id, .. } => finish(
+            delegation_id,
+            StatusUpdate::Failed {
+                error: EXPIRED.to_string(),
+            },
+        ),
+        _ => None,
+    }
+}
+
+/// The failure reason of a delegation whose queue item expired.
+pub const EXPIRED: &str = "the queued request expired before the target had capacity";
+
+/// The response body a completed queue item records for its delegation's
+/// outcome: `{"text": …}` for a result, `{"error": …}` for a remote task
+/// that ended badly.
+pub fn queued_response(update: &StatusUpdate) -> Option<Value> {
+    match update {
+        StatusUpdate::Completed { result } => Some(serde_json::json!({ "text": result })),
+        StatusUpdate::Failed { error } => Some(serde_json::json!({ "error": error })),
+        _ => None,
+    }
+}
+
+/// The delegation's outcome from its completed queue item's response body
+/// (the inverse of [`queued_response`]).
+pub fn queued_outcome(body: Option<&Value>) -> StatusUpdate {
+    let field = |key: &str| body.and_then(|b| b.get(key)).and_then(Value::as_str);
+    match (field("text"), field("error")) {
+        (_, Some(error)) => StatusUpdate::Failed {
+            error: error.to_string(),
+        },
+        (Some(text), None) => StatusUpdate::Completed {
+            result: text.to_string(),
+        },
+        (None, None) => StatusUpdate::Completed {
+            result: String::new(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::Actor;
+    use chrono::Utc;
+
+    const D: Uuid = Uuid::from_u128(0xd);
+    const Q: Uuid = Uuid::from_u128(0x9);
+
+    fn sent(origin: Origin) -> LedgerEvent {
+        LedgerEvent::Delegation(DelegationEvent::DelegationSent {
+            delegation_id: D,
+            source_id: Uuid::from_u128(1),
+            target_id: Uuid::from_u128(2),
+            task: "t".into(),
+            task_preview: "t".into(),
+            origin,
+            idempotency_key: None,
+            queue: Default::default(),
+            actor: Actor::Admin,
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn managed_delegations_are_driven_and_recorded_ones_are_not() {
+        assert_eq!(reaction(&sent(Origin::Managed)), Some(Reaction::Drive(D)));
+        assert_eq!(reaction(&sent(Origin::Recorded)), None);
+    }
+
+    #[test]
+    fn a_claimed_queue_item_drives_its_delegation_and_its_end_finishes_it() {
+        let (t, c) = (Uuid::from_u128(2), Uuid::from_u128(1));
+        let claimed = LedgerEvent::QueueItem(QueueItemEvent::QueueItemDispatched {
+            queue_id: Q,
+            target_id: t,
+            caller_id: c,
+            delegation_id: Some(D),
+            attempt: 1,
+            at: Utc::now(),
+        });
+        assert_eq!(reaction(&claimed), Some(Reaction::Drive(D)));
+        let completed = LedgerEvent::QueueItem(QueueItemEvent::QueueItemCompleted {
+            queue_id: Q,
+            target_id: t,
+            caller_id: c,
+            delegation_id: Some(D),
+            response_body: queued_response(&StatusUpdate::Completed {
+                result: "done".into(),
+            }),
+            at: Utc::now(),
+        });
+        assert_eq!(
+            reaction(&completed),
+            Some(Reaction::Finish {
+                delegation_id: D,
+                update: StatusUpdate::Completed {
+                    result: "done".into()
+                }
+            })
+        );
+        let failed = LedgerEvent::QueueItem(QueueItemEvent::QueueItemFailed {
+            queue_id: Q,
+            target_id: t,
+            caller_id: c,
+            delegation_id: Some(D),
+            attempts: 5,
+            error: "busy".into(),
+            at: Utc::now(),
+        });
+        let Some(Reaction::Finish {
+            update: StatusUpdate::Failed { error },
+            ..
+        }) = reaction(&failed)
+        else {
+            panic!("a failed item fails its delegation");
+        };
+        assert!(error.contains("5 attempts") && error.contains("busy"));
+        let expired = LedgerEvent::QueueItem(QueueItemEvent::QueueItemExpired {
+            queue_id: Q,
+            target_id: t,
+            caller_id: c,
+            delegation_id: Some(D),
+            at: Utc::now(),
+        });
+        assert_eq!(
+            reaction(&expired),
+            Some(Reaction::Finish {
+                delegation_id: D,
+                update: StatusUpdate::Failed {
+                    error: EXPIRED.into()
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_remote_failure_travels_through_the_queue_item_as_an_error() {
+        let failed = StatusUpdate::Failed {
+            error: "task ended failed".into(),
+        };
+        assert_eq!(queued_outcome(queued_response(&failed).as_ref()), failed);
+        assert_eq!(
+            queued_outcome(None),
+            StatusUpdate::Completed {
+                result: String::new()
+            }
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! The A2A queue of API.md: a workspace's parked requests and one item's
+//! status, read from the `a2a_queue` view. An item is visible to its target
+//! workspace and to its caller; to anyone else it does not exist (404).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{parse_limit, ApiPath, ApiQuery};
+use super::AppState;
+
+/// `GET /workspaces/{id}/a2a/queue`: default and largest page.
+const LIST_DEFAULT_LIMIT: i64 = 100;
+const LIST_MAX_LIMIT: i64 = 1000;
+const STATUSES: [&str; 5] = ["queued", "dispatched", "completed", "failed", "expired"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces/{id}/a2a/queue", get(list))
+        .route("/workspaces/{id}/a2a/queue/{queue_id}", get(get_one))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct QueueItemView {
+    queue_id: Uuid,
+    workspace_id: Uuid,
+    caller_id: Uuid,
+    priority: i16,
+    status: String,
+    attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    enqueued_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatched_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delegation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<Value>,
+}
+
+const COLUMNS: &str = "queue_id, workspace_id, caller_id, priority, status, attempts, last_error, \
+     enqueued_at, dispatched_at, completed_at, expires_at, delegation_id, response_body";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueList {
+    /// Items still waiting (`queued`), whatever the filter.
+    depth: i64,
+    /// In drain order: priority, then FIFO.
+    items: Vec<QueueItemView>,
+}
+
+fn workspace_in_path(caller: Caller, id: &str) -> Result<Uuid, ApiError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
+    caller.require(id)?;
+    Ok(id)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<QueueList>, ApiError> {
+    let workspace = workspace_in_path(caller, &id)?;
+    let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+    if let Some(status) = query.status.as_deref() {
+        if !STATUSES.contains(&status) {
+            return Err(ApiError::bad_request(format!(
+                "status must be one of {}; got {status:?}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let depth: i64 = sqlx::query_scalar(
+        "select count(*) from a2a_queue where workspace_id = $1 and status = 'queued'",
+    )
+    .bind(workspace)
+    .fetch_one(&state.pool)
+    .await?;
+    let items = sqlx::query_as::<_, QueueItemView>(&format!(
+        "select {COLUMNS} from a2a_queue where workspace_id = $1 \
+         and ($2::text is null or status = $2) \
+         order by priority desc, log_position limit $3"
+    ))
+    .bind(workspace)
+    .bind(query.status)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(QueueList { depth, items }))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, queue_id)): ApiPath<(String, String)>,
+) -> Result<Json<QueueItemView>, ApiError> {
+    let workspace = workspace_in_path(caller, &id)?;
+    let not_found = || ApiError::not_found(format!("queue item {queue_id} not found"));
+    let queue_id = Uuid::parse_str(&queue_id).map_err(|_| not_found())?;
+    sqlx::query_as::<_, QueueItemView>(&format!(
+        "select {COLUMNS} from a2a_queue where queue_id = $1 \
+         and (workspace_id = $2 or caller_id = $2)"
+    ))
+    .bind(queue_id)
+    .bind(workspace)
+    .fetch_optional(&state.pool)
+    .await?
+    .map(Json)
+    .ok_or_else(not_found)
+}

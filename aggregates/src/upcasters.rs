@@ -203,6 +203,7 @@ mod tests {
                 task_preview: "x".repeat(100),
                 origin: Origin::Recorded,
                 idempotency_key: None,
+                queue: Default::default(),
                 actor: Actor::Workspace(SOURCE),
                 at: at(),
             }

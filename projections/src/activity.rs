@@ -397,6 +397,7 @@ mod tests {
             task_preview: "summarise the report".to_string(),
             origin,
             idempotency_key: Some("key-1".to_string()),
+            queue: Default::default(),
             actor: actor(),
             at: at(),
         })

@@ -286,6 +286,7 @@ mod tests {
             task_preview: "summarise the".to_string(),
             origin,
             idempotency_key: Some("key-1".to_string()),
+            queue: Default::default(),
             actor: Actor::Workspace(SOURCE),
             at: at(),
         })

@@ -271,6 +271,7 @@ mod tests {
             task_preview: "summarise".to_string(),
             origin,
             idempotency_key: idempotency_key.map(str::to_string),
+            queue: Default::default(),
             actor: Actor::Workspace(SOURCE),
             at: at(),
         })

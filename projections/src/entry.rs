@@ -176,6 +176,7 @@ mod tests {
             task_preview: "summarise".to_string(),
             origin: Origin::Recorded,
             idempotency_key: Some("key-1".to_string()),
+            queue: Default::default(),
             actor: Actor::Workspace(SOURCE),
             at: at(),
         }
@@ -401,6 +402,7 @@ mod tests {
             task_preview: "summarise the report".to_string(),
             origin: Origin::Recorded,
             idempotency_key: Some("key-1".to_string()),
+            queue: Default::default(),
             actor: Actor::Workspace(SOURCE),
             at: at(),
         };

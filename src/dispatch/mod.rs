@@ -119,6 +119,10 @@ impl<E: std::error::Error> From<crate::commands::CommandError<E>> for DispatchEr
     }
 }
 
+/// Resolved endpoints by (registered URL, configured version), with the
+/// time they were resolved.
+type EndpointCache = HashMap<(String, Option<ProtocolVersion>), (Endpoint, Instant)>;
+
 /// What the drive tasks share.
 pub struct Dispatcher {
     pub(crate) pool: PgPool,
@@ -126,7 +130,7 @@ pub struct Dispatcher {
     pub(crate) client: A2aClient,
     pub(crate) config: DispatchConfig,
     permits: Semaphore,
-    endpoints: Mutex<HashMap<(String, Option<ProtocolVersion>), (Endpoint, Instant)>>,
+    endpoints: Mutex<EndpointCache>,
     /// Delegations being driven, and whether another run was asked for
     /// while they were (a claim that arrives as a drive ends must not be
     /// lost).
@@ -176,10 +180,7 @@ impl Dispatcher {
         Ok(endpoint)
     }
 
-    fn lock_endpoints(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, Option<ProtocolVersion>), (Endpoint, Instant)>>
-    {
+    fn lock_endpoints(&self) -> std::sync::MutexGuard<'_, EndpointCache> {
         self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
     }
 

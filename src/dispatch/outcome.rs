@@ -73,13 +73,13 @@ pub fn stops_following(state: TaskState) -> bool {
 /// repeats or trails what is on record is dropped).
 pub fn forward(current: DelegationStatus, step: StatusUpdate) -> Option<StatusUpdate> {
     use DelegationStatus as S;
-    let keep = match (&step, current) {
-        (_, S::Completed | S::Failed) => false,
-        (StatusUpdate::Received, S::Received | S::InProgress) => false,
-        (StatusUpdate::InProgress, S::InProgress) => false,
-        _ => true,
-    };
-    keep.then_some(step)
+    let stale = matches!(
+        (&step, current),
+        (_, S::Completed | S::Failed)
+            | (StatusUpdate::Received, S::Received | S::InProgress)
+            | (StatusUpdate::InProgress, S::InProgress)
+    );
+    (!stale).then_some(step)
 }
 
 #[cfg(test)]

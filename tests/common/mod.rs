@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod fake_agent;
+pub mod real_agent;
 
 use std::str::FromStr;
 

@@ -46,6 +46,7 @@ fn send(origin: Origin, task: &str) -> DelegationCommand {
         task: task.to_string(),
         origin,
         idempotency_key: Some("key-1".to_string()),
+        queue: Default::default(),
         actor: source_actor(),
         at: t0(),
     }
@@ -60,6 +61,7 @@ fn sent(origin: Origin, task: &str) -> DelegationEvent {
         task_preview: preview(task, TASK_PREVIEW_CHARS),
         origin,
         idempotency_key: Some("key-1".to_string()),
+        queue: Default::default(),
         actor: source_actor(),
         at: t0(),
     }
@@ -237,6 +239,7 @@ fn delegating_to_oneself_is_rejected() {
             task: "talk to myself".to_string(),
             origin: Origin::Managed,
             idempotency_key: None,
+            queue: Default::default(),
             actor: source_actor(),
             at: t0(),
         })
@@ -346,6 +349,7 @@ fn sending_between_other_workspaces_under_an_existing_id_is_rejected() {
                 task: "summarise the report".to_string(),
                 origin: Origin::Managed,
                 idempotency_key: Some("key-1".to_string()),
+                queue: Default::default(),
                 actor: source_actor(),
                 at: t0(),
             })
@@ -1024,4 +1028,106 @@ fn progress_events_record_who_reported_them() {
             actor: target_actor(),
             at: at(42),
         }]);
+}
+
+// ------------------------------------------------------------ dispatch steps
+
+#[test]
+fn an_acknowledged_send_is_recorded_as_several_steps_in_one_decision() {
+    DelegationTest::with(())
+        .given(vec![sent(Origin::Managed, "task")])
+        .when(DelegationCommand::UpdateStatuses {
+            updates: vec![
+                StatusUpdate::Dispatched {
+                    remote_task_id: Some("t-1".into()),
+                },
+                StatusUpdate::InProgress,
+            ],
+            actor: dispatcher(),
+            at: at(1),
+        })
+        .then_expect_events(vec![dispatched(1, Some("t-1"), 1), in_progress(1)]);
+}
+
+#[test]
+fn a_multi_step_record_is_all_or_nothing() {
+    // The second step is not allowed after the first: nothing is recorded.
+    DelegationTest::with(())
+        .given(vec![sent(Origin::Managed, "task")])
+        .when(DelegationCommand::UpdateStatuses {
+            updates: vec![StatusUpdate::InProgress, StatusUpdate::Received],
+            actor: dispatcher(),
+            at: at(1),
+        })
+        .then_expect_error(DelegationError::InvalidTransition {
+            from: DelegationStatus::InProgress,
+            to: DelegationStatus::Received,
+        });
+}
+
+#[test]
+fn a_pending_delegation_is_delivered_to_a_polling_inbox_once() {
+    let delivered = DelegationEvent::DelegationDeliveredToInbox {
+        delegation_id: DELEGATION,
+        source_id: SOURCE,
+        target_id: TARGET,
+        task: "task".into(),
+        actor: dispatcher(),
+        at: at(1),
+    };
+    DelegationTest::with(())
+        .given(vec![sent(Origin::Managed, "task")])
+        .when(DelegationCommand::DeliverToInbox {
+            actor: dispatcher(),
+            at: at(1),
+        })
+        .then_expect_events(vec![delivered.clone()]);
+    DelegationTest::with(())
+        .given(vec![sent(Origin::Managed, "task"), delivered])
+        .when(DelegationCommand::DeliverToInbox {
+            actor: dispatcher(),
+            at: at(2),
+        })
+        .then_expect_events(vec![]);
+    DelegationTest::with(())
+        .given(vec![sent(Origin::Managed, "task"), queued(Some(QUEUE), 1)])
+        .when(DelegationCommand::DeliverToInbox {
+            actor: dispatcher(),
+            at: at(2),
+        })
+        .then_expect_error(DelegationError::InvalidTransition {
+            from: DelegationStatus::Queued,
+            to: DelegationStatus::Dispatched,
+        });
+}
+
+#[test]
+fn queue_options_travel_on_the_sent_event_and_a_resend_with_other_options_is_rejected() {
+    let options = QueueOptions {
+        priority: crate::queue_item::Priority::Critical,
+        expires_in_seconds: Some(30),
+    };
+    let mut command = send(Origin::Managed, "task");
+    let mut event = sent(Origin::Managed, "task");
+    if let (
+        DelegationCommand::Send { queue, .. },
+        DelegationEvent::DelegationSent {
+            queue: sent_queue, ..
+        },
+    ) = (&mut command, &mut event)
+    {
+        *queue = options;
+        *sent_queue = options;
+    }
+    DelegationTest::with(())
+        .given_no_previous_events()
+        .when(command)
+        .then_expect_events(vec![event.clone()]);
+    DelegationTest::with(())
+        .given(vec![event])
+        .when(send(Origin::Managed, "task"))
+        .then_expect_error(DelegationError::AlreadyExists);
+    // Default options are left out of the stored event entirely.
+    let stored = serde_json::to_value(sent(Origin::Managed, "task")).expect("json");
+    assert!(stored["DelegationSent"].get("queue").is_none(), "{stored}");
 }

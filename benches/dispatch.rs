@@ -1,7 +1,13 @@
 //! Dispatch throughput and latency, end to end, against the fake A2A agent
-//! of the tests — next to a baseline measured in the same run: the same
-//! agent driven directly by the ledger's A2A client at the same
-//! concurrency (what the agent alone can take).
+//! of the tests — next to two baselines measured in the same run at the
+//! same concurrency:
+//!
+//! * **recorded**: the same two state changes without dispatch — a client
+//!   records a delegation and reports it completed over REST (what the
+//!   write path alone costs per delegation; the ratio is the dispatcher's
+//!   overhead);
+//! * **direct**: the agent driven directly by the ledger's A2A client (what
+//!   the agent alone can take; a ceiling, not a target).
 //!
 //! For 16 and 64 concurrent clients, each client in a closed loop POSTs a
 //! managed delegation and waits until its `DELEGATION_COMPLETE` arrives on
@@ -118,30 +124,35 @@ async fn main() -> anyhow::Result<()> {
 
     println!("Delegation Ledger dispatch benchmark ({seconds}s per measurement, fake agent answering at once)");
     println!(
-        "{:>7} | {:>14} {:>10} {:>10} | {:>10} {:>10} | {:>14} | {:>6}",
+        "{:>7} | {:>14} {:>10} {:>10} | {:>10} {:>10} | {:>11} {:>6} | {:>9} {:>6}",
         "clients",
         "delegations/s",
         "S→D p50",
         "S→D p99",
         "S→C p50",
         "S→C p99",
-        "direct sends/s",
+        "recorded/s",
+        "ratio",
+        "direct/s",
         "ratio"
     );
     for clients in CONCURRENCY {
         let direct = direct_sends(&agent.url(), clients, duration).await?;
+        let recorded = recorded(&client, &base, clients, duration).await?;
         let (completed, elapsed, mut end_to_end, ids) =
             delegations(&client, &base, &agent.url(), &waiters, clients, duration).await?;
         let mut dispatched = sent_to_dispatched(&pool, &ids).await?;
         let rate = completed as f64 / elapsed.as_secs_f64();
         println!(
-            "{:>7} | {:>14.0} {:>10} {:>10} | {:>10} {:>10} | {:>14.0} | {:>6.2}",
+            "{:>7} | {:>14.0} {:>10} {:>10} | {:>10} {:>10} | {:>11.0} {:>6.2} | {:>9.0} {:>6.3}",
             clients,
             rate,
             ms(percentile(&mut dispatched, 0.50)),
             ms(percentile(&mut dispatched, 0.99)),
             ms(percentile(&mut end_to_end, 0.50)),
             ms(percentile(&mut end_to_end, 0.99)),
+            recorded,
+            rate / recorded,
             direct,
             rate / direct,
         );
@@ -300,7 +311,57 @@ async fn sent_to_dispatched(pool: &PgPool, ids: &[Uuid]) -> anyhow::Result<Vec<D
         .collect())
 }
 
-/// The baseline: the agent driven directly with the ledger's A2A client,
+/// The write-path baseline: per delegation, record it and report it
+/// completed over REST (the same two state changes a dispatched delegation
+/// goes through), closed loop; returns delegations per second.
+async fn recorded(
+    client: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let (target, _) = register(client, base, json!({ "delivery_mode": "poll" })).await?;
+    let mut sources = Vec::new();
+    for _ in 0..clients {
+        sources.push(register(client, base, json!({ "delivery_mode": "poll" })).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for (source, token) in sources {
+        let client = client.clone();
+        let base = base.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while Instant::now() < deadline {
+                let id = Uuid::new_v4();
+                let response = client
+                    .post(format!("{base}/workspaces/{source}/delegations/record"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "target_id": target, "task": "benchmark task: summarise the quarterly report", "delegation_id": id }))
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().as_u16() == 202, "record: {}", response.status());
+                let response = client
+                    .post(format!("{base}/workspaces/{source}/delegations/{id}/update"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "status": "completed", "response_preview": "done" }))
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().as_u16() == 200, "update: {}", response.status());
+                done += 1;
+            }
+            Ok::<_, anyhow::Error>(done)
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        done += task.await??;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The ceiling: the agent driven directly with the ledger's A2A client,
 /// closed loop, at the same concurrency; returns sends per second.
 async fn direct_sends(agent_url: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
     let client = A2aClient::new(A2aClientConfig::default())?;

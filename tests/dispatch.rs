@@ -635,3 +635,21 @@ async fn dispatch_outcomes_and_queue_depth_are_in_the_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_agent_that_crashes_mid_request_is_retried_then_fails_with_the_reason() {
+    let (base, _closer) = common::fake_agent::spawn_connection_closer().await;
+    let app = spawn_dispatching_app(|c| c.dispatch.send_attempts = 2).await;
+    let source = app.register().await;
+    let target = app.register_with(json!({ "url": base })).await;
+    let id = app.delegate(&source, target.id, json!({})).await;
+    app.wait_status(id, "failed").await;
+    let body = delegation(&app, &source, id).await;
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("gave up after 2 attempts"), "{error}");
+    assert_eq!(
+        history(&body),
+        ["pending", "failed"],
+        "never recorded as dispatched"
+    );
+}

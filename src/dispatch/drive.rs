@@ -284,7 +284,17 @@ async fn enqueue(
         actor: actor(),
         at,
     };
-    execute(d, id, queued).await.map(|_| ())
+    let state = execute(d, id, queued).await?;
+    // A heartbeat may have claimed the item before the delegation was marked
+    // queued (or before a crash between the two commits); its claim
+    // reaction then found nothing to send, so send it here.
+    let item: QueueItem = d.bus.load(&queue_id.to_string()).await?;
+    if state.status() == Some(DelegationStatus::Queued)
+        && item.status() == Some(QueueItemStatus::Dispatched)
+    {
+        return send_drained(d, &state, queue_id).await;
+    }
+    Ok(())
 }
 
 /// Follow the remote task until it stops changing by itself.

@@ -362,10 +362,10 @@ async fn an_expired_item_is_never_sent_and_fails_its_delegation() {
     let id = app
         .delegate(&source, target.id, json!({ "expires_in_seconds": 1 }))
         .await;
-    app.wait_status(id, "queued").await;
     // Nobody sends a heartbeat: the sweep ends it.
     app.wait_status(id, "failed").await;
     let body = delegation(&app, &source, id).await;
+    assert_eq!(history(&body), ["pending", "queued", "failed"]);
     assert!(
         body["error"]
             .as_str()

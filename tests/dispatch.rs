@@ -653,3 +653,65 @@ async fn an_agent_that_crashes_mid_request_is_retried_then_fails_with_the_reason
         "never recorded as dispatched"
     );
 }
+
+#[tokio::test]
+async fn two_service_nodes_on_one_database_dispatch_each_delegation_once() {
+    let agent = FakeAgent::start().await;
+    agent.set_reply(Reply::Task {
+        polls: 2,
+        text: "once".into(),
+    });
+    let first = spawn_dispatching_app(|_| {}).await;
+    let second = common::spawn_app_with(first.database_url.clone(), |c| {
+        c.dispatch = common::fast_dispatch();
+    })
+    .await;
+    let (source, target) = pair(&first, &agent).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        // Requests arrive at both nodes.
+        let node = if n % 2 == 0 { &first } else { &second };
+        ids.push(node.delegate(&source, target.id, json!({})).await);
+    }
+    for id in &ids {
+        first.wait_status(*id, "completed").await;
+    }
+    for id in &ids {
+        assert_eq!(sends_of(&agent, *id), 1, "delegation {id}");
+    }
+    let tasks = agent.tasks_by_message();
+    assert_eq!(tasks.len(), 20);
+    assert!(tasks.values().all(|n| *n == 1), "{tasks:?}");
+}
+
+#[tokio::test]
+async fn an_agent_report_that_overtakes_the_acknowledgement_does_not_stop_the_follow() {
+    let agent = FakeAgent::start().await;
+    agent.set_reply(Reply::Task {
+        polls: 2,
+        text: "followed anyway".into(),
+    });
+    agent.gate_sends();
+    let app = spawn_dispatching_app(|_| {}).await;
+    let (source, target) = pair(&app, &agent).await;
+    let id = app.delegate(&source, target.id, json!({})).await;
+    agent
+        .wait_until("the send", |requests| {
+            requests.iter().any(|r| r.method == "message/send")
+        })
+        .await;
+    // The target reports before its answer to the send reaches the ledger.
+    let (status, body) = app
+        .update(&target, id, json!({ "status": "received" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    agent.release_sends(1);
+    app.wait_status(id, "completed").await;
+    let body = delegation(&app, &source, id).await;
+    assert_eq!(body["result"], "followed anyway");
+    assert_eq!(
+        history(&body),
+        ["pending", "received", "in_progress", "completed"]
+    );
+    assert_eq!(sends_of(&agent, id), 1);
+}

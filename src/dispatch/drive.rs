@@ -220,18 +220,37 @@ async fn acknowledge(
     delegation: &Delegation,
     outcome: SendOutcome,
 ) -> Result<(), DispatchError> {
+    let id = delegation.delegation_id();
     let steps = acknowledged(&outcome);
     let last = steps.last().cloned();
-    let state = execute(
-        d,
-        delegation.delegation_id(),
-        DelegationCommand::UpdateStatuses {
-            updates: steps,
-            actor: actor(),
-            at: Utc::now(),
-        },
-    )
-    .await?;
+    let command = DelegationCommand::UpdateStatuses {
+        updates: steps,
+        actor: actor(),
+        at: Utc::now(),
+    };
+    let state = match d
+        .bus
+        .execute::<Delegation>(&id.to_string(), command, metadata())
+        .await
+    {
+        Ok(executed) => executed.state,
+        // The agent (or the caller) moved the delegation on meanwhile with
+        // the update endpoint: keep following the task it accepted, if any.
+        Err(CommandError::Rejected(
+            error @ (DelegationError::InvalidTransition { .. }
+            | DelegationError::TerminalConflict { .. }),
+        )) => {
+            tracing::info!(delegation_id = %id, %error, "delegation moved on before the acknowledgement was recorded");
+            let state: Delegation = d.bus.load(&id.to_string()).await?;
+            return match outcome {
+                SendOutcome::Task(task) if !state.status().is_some_and(|s| s.is_terminal()) => {
+                    follow(d, &state, task.id).await
+                }
+                _ => Ok(()),
+            };
+        }
+        Err(other) => return Err(other.into()),
+    };
     metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "dispatched").increment(1);
     match (outcome, last) {
         (_, Some(end @ (StatusUpdate::Completed { .. } | StatusUpdate::Failed { .. }))) => {

@@ -82,6 +82,8 @@ struct Inner {
     /// Once this many tasks exist, further sends hang without creating one
     /// (a request the agent never accepted).
     task_limit: Option<usize>,
+    /// While set, each send waits for one permit before it is answered.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
     card: Option<Value>,
     requests: Vec<Recorded>,
     tasks: HashMap<String, RemoteTask>,
@@ -116,6 +118,7 @@ impl FakeAgent {
             scripted: Default::default(),
             hold: false,
             task_limit: None,
+            gate: None,
             card: None,
             requests: Vec::new(),
             tasks: HashMap::new(),
@@ -163,6 +166,19 @@ impl FakeAgent {
     /// Hang (creating no task) on sends once `limit` tasks exist.
     pub fn limit_tasks(&self, limit: Option<usize>) {
         self.lock().task_limit = limit;
+    }
+
+    /// Hold every send until [`release_sends`](Self::release_sends) lets it
+    /// through (the agent received the request but has not answered yet).
+    pub fn gate_sends(&self) {
+        self.lock().gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Let `n` held sends be answered.
+    pub fn release_sends(&self, n: usize) {
+        if let Some(gate) = &self.lock().gate {
+            gate.add_permits(n);
+        }
     }
 
     /// Tasks created per `messageId`.
@@ -256,6 +272,11 @@ async fn rpc(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let gate = if is_send {
+        lock(&inner).gate.clone()
+    } else {
+        None
+    };
     let reply = {
         let mut state = lock(&inner);
         state.requests.push(Recorded {
@@ -286,7 +307,14 @@ async fn rpc(
     }
 
     match rpc_method.as_str() {
-        "message/send" | "SendMessage" => send_reply(&inner, reply, id, v1, &message_id).await,
+        "message/send" | "SendMessage" => {
+            if let Some(gate) = gate {
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+            }
+            send_reply(&inner, reply, id, v1, &message_id).await
+        }
         "tasks/get" | "GetTask" => {
             let task_id = body["params"]["id"].as_str().unwrap_or_default();
             let mut state = lock(&inner);

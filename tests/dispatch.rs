@@ -629,6 +629,7 @@ async fn dispatch_outcomes_and_queue_depth_are_in_the_metrics() {
         .filter_map(|l| l.rsplit_once(' '))
         .collect();
     assert_eq!(lines.get("ledger_queue_depth"), Some(&"1"), "{text}");
+    assert!(lines.contains_key("ledger_dispatcher_lag_events"), "{text}");
     assert!(
         text.lines()
             .any(|l| l.starts_with("ledger_dispatch_outcomes_total{outcome=\"queued\"}")),

@@ -125,6 +125,8 @@ pub struct LogStatus {
     pub projections: Vec<(String, i64, f64)>,
     /// Requests waiting in the busy-target queue (all targets).
     pub queue_depth: i64,
+    /// The dispatcher's checkpoint, once a dispatcher has led.
+    pub dispatcher_checkpoint: Option<i64>,
 }
 
 /// Read the head and the checkpoints of `names` from the tables (bounded
@@ -147,6 +149,11 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
             sqlx::query_scalar("select count(*) from a2a_queue where status = 'queued'")
                 .fetch_one(pool)
                 .await?;
+        let dispatcher_checkpoint: Option<i64> = sqlx::query_scalar(
+            "select position from process_checkpoints where name = 'dispatcher'",
+        )
+        .fetch_optional(pool)
+        .await?;
         let mut projections = Vec::with_capacity(names.len());
         for name in names {
             let row = rows
@@ -163,6 +170,7 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
             head,
             projections,
             queue_depth,
+            dispatcher_checkpoint,
         })
     };
     match tokio::time::timeout(DATABASE_TIMEOUT, read).await {
@@ -201,6 +209,7 @@ async fn scrape(State(state): State<AppState>) -> Response {
                     head: state.progress.head(),
                     projections,
                     queue_depth: 0,
+                    dispatcher_checkpoint: None,
                 },
             )
         }
@@ -284,6 +293,14 @@ fn write_scrape_time(out: &mut String, status: &LogStatus, database_up: i64, sub
         "Requests waiting in the busy-target queue, all targets (0 when the scrape could not read the database).",
         &one(status.queue_depth.to_string()),
     );
+    if let Some(checkpoint) = status.dispatcher_checkpoint {
+        family(
+            "ledger_dispatcher_lag_events",
+            "gauge",
+            "Log entries the dispatcher has not reacted to yet (head - its checkpoint).",
+            &one((status.head - checkpoint).max(0).to_string()),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +313,7 @@ mod tests {
             head: 10,
             projections: vec![("a".into(), 10, 0.0), ("b".into(), 7, 1.5)],
             queue_depth: 4,
+            dispatcher_checkpoint: Some(8),
         };
         let mut out = String::from("# existing\nx 1");
         write_scrape_time(&mut out, &status, 1, 3);
@@ -308,6 +326,7 @@ mod tests {
             "ledger_projection_checkpoint{projection=\"b\"} 7",
             "ledger_websocket_subscribers 3",
             "ledger_queue_depth 4",
+            "ledger_dispatcher_lag_events 2",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }

@@ -85,7 +85,7 @@ fn parse_since_secs(value: Option<&str>) -> Result<Option<i64>, ApiError> {
 ///
 /// Newest first; with `since_id`, the rows after that one, oldest first.
 #[utoipa::path(get, path = "/workspaces/{id}/activity", tag = "activity", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id (a UUID)"), ActivityQuery),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ActivityQuery),
     responses(
         (status = 200, description = "Activity rows", body = Vec<ActivityRow>),
         (status = 400, description = "A parameter is malformed (limit, since_secs, source, since_id)", body = crate::http::error::ErrorBody),

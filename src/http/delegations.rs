@@ -115,7 +115,7 @@ struct DelegateRequest {
 
 /// Managed delegation: recorded `pending`; the ledger dispatches it.
 #[utoipa::path(post, path = "/workspaces/{id}/delegate", tag = "delegations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id (a UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
     request_body = DelegateRequest,
     responses(
         (status = 202, description = "Delegation created (`pending` until dispatched)", body = crate::http::openapi::schemas::DelegateAccepted),
@@ -272,7 +272,7 @@ struct RecordRequest {
 
 /// Agent-dispatched delegation: the ledger only records it (`dispatched`).
 #[utoipa::path(post, path = "/workspaces/{id}/delegations/record", tag = "delegations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id (a UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
     request_body = RecordRequest,
     responses(
         (status = 202, description = "Recorded (again, if the same content was recorded before)", body = crate::http::openapi::schemas::RecordAccepted),
@@ -346,7 +346,7 @@ fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
 /// Move a delegation along its lifecycle. The source (which recorded it)
 /// and the target (which works on it, e.g. in poll mode) may report.
 #[utoipa::path(post, path = "/workspaces/{id}/delegations/{delegation_id}/update", tag = "delegations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id (a UUID)"), ("delegation_id" = String, Path, description = "The delegation's id (a UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
     request_body = UpdateRequest,
     responses(
         (status = 200, description = "Status updated (or the same terminal status repeated)", body = crate::http::openapi::schemas::UpdateAccepted),
@@ -399,7 +399,7 @@ struct ListQuery {
 /// The workspace's `delegate` rows (carrying current status) and
 /// `delegate_result` rows, newest first.
 #[utoipa::path(get, path = "/workspaces/{id}/delegations", tag = "delegations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id (a UUID)"), ListQuery),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ListQuery),
     responses(
         (status = 200, description = "Newest first", body = Vec<crate::http::openapi::schemas::DelegationListEntry>),
         (status = 400, description = "limit is not a positive integer", body = crate::http::error::ErrorBody),
@@ -451,7 +451,7 @@ async fn list(
 
 /// One delegation, to its source or its target.
 #[utoipa::path(get, path = "/workspaces/{id}/delegations/{delegation_id}", tag = "delegations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id (a UUID)"), ("delegation_id" = String, Path, description = "The delegation's id (a UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
     responses(
         (status = 200, description = "The delegation with its status history", body = crate::http::openapi::schemas::DelegationDetail),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),

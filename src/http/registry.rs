@@ -191,7 +191,7 @@ struct DiscoverResponse {
 
 /// Where a workspace lives.
 #[utoipa::path(get, path = "/registry/discover/{id}", tag = "registry", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The workspace's id")),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
     responses(
         (status = 200, description = "The workspace's address", body = DiscoverResponse),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),

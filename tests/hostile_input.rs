@@ -263,6 +263,28 @@ async fn unknown_fields_are_400() {
 }
 
 #[tokio::test]
+async fn unknown_query_parameters_are_400() {
+    let setup = setup().await;
+    let a = setup.a.id;
+    for (path, token) in [
+        (
+            format!("/workspaces/{a}/delegations?limit=5&lmit=5"),
+            &setup.a.token,
+        ),
+        (
+            format!("/workspaces/{a}/activity?typ=delegation"),
+            &setup.a.token,
+        ),
+        (format!("/ws?workspace_id={a}&form=0"), &setup.a.token),
+        ("/audit/events?aftr=3".to_string(), &setup.app.admin_token),
+        ("/audit/verify?frm=1".to_string(), &setup.app.admin_token),
+    ] {
+        let (status, answer) = setup.send(Method::GET, &path, Some(token), None).await;
+        assert_eq!(status, 400, "GET {path}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn a_nul_character_anywhere_is_400() {
     let setup = setup().await;
     // In every string field of every body.

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ActivityQuery {
     /// Only rows of this `activity_type` (e.g. `delegation`, `a2a_receive`).
     #[serde(rename = "type")]

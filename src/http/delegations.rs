@@ -390,6 +390,7 @@ async fn update(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Rows to return: 50 by default, at most 500 (larger is clamped).
     #[param(value_type = Option<i64>, minimum = 1)]

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct SubscribeQuery {
     /// The workspace whose messages to receive; the admin may omit it to
     /// receive everything.

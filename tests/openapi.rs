@@ -297,3 +297,43 @@ async fn every_documented_operation_reaches_a_handler() {
         assert!(status < 500, "{method} {path}: {status} {body}");
     }
 }
+
+/// Every link names an operation of the document and only its parameters.
+#[tokio::test]
+async fn links_point_to_real_operations_and_parameters() {
+    let app = common::spawn_app().await;
+    let doc = document(&app).await;
+    let operations = operations(&doc);
+    let mut links = 0;
+    for (path, method, operation) in &operations {
+        for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                links += 1;
+                let target_id = link["operationId"].as_str().unwrap_or_default();
+                let target = operations
+                    .iter()
+                    .find(|(_, _, o)| o["operationId"] == target_id)
+                    .unwrap_or_else(|| {
+                        panic!("{method} {path} {status} {name}: no operation {target_id}")
+                    });
+                for parameter in link["parameters"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    assert!(
+                        target.2["parameters"]
+                            .as_array()
+                            .is_some_and(|ps| ps.iter().any(|p| &p["name"] == parameter)),
+                        "{method} {path} {status} {name}: {target_id} has no parameter {parameter}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        links, 11,
+        "a link was dropped (its response is not documented)"
+    );
+}

@@ -10,6 +10,7 @@
 //! the routes served here.
 
 mod docs;
+mod links;
 pub(super) mod schemas;
 
 use std::sync::OnceLock;
@@ -87,15 +88,19 @@ pub fn document() -> Document {
     doc
 }
 
-/// The document as JSON, built once.
+/// The document as JSON (with the links), built once.
 fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
-        serde_json::to_string(&document()).unwrap_or_else(|error| {
+    JSON.get_or_init(|| match serde_json::to_value(document()) {
+        Ok(mut doc) => {
+            links::add(&mut doc);
+            doc.to_string()
+        }
+        Err(error) => {
             // Only a bug in a schema could do this; answer with what we have.
             tracing::error!(%error, "the OpenAPI document does not serialize");
             "{}".to_string()
-        })
+        }
     })
 }
 

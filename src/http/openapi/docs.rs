@@ -189,6 +189,12 @@ fn schema_name(schema: &Value) -> String {
     if let Some(format) = schema["format"].as_str() {
         let _ = write!(name, " ({})", escape(format));
     }
+    if let Some(pattern) = schema["pattern"].as_str() {
+        let _ = write!(name, " matching <code>{}</code>", escape(pattern));
+    }
+    if let Some(minimum) = schema["minimum"].as_i64() {
+        let _ = write!(name, " ≥ {minimum}");
+    }
     if let Some(values) = schema["enum"].as_array() {
         let values: Vec<String> = values.iter().map(|v| escape(&v.to_string())).collect();
         let _ = write!(name, ": {}", values.join(", "));

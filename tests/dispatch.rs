@@ -716,3 +716,18 @@ async fn an_agent_report_that_overtakes_the_acknowledgement_does_not_stop_the_fo
     );
     assert_eq!(sends_of(&agent, id), 1);
 }
+
+#[tokio::test]
+async fn an_answer_with_a_nul_character_is_stored_and_projected() {
+    let agent = FakeAgent::start().await;
+    agent.set_reply(Reply::Message("before\u{0}after".into()));
+    let app = spawn_dispatching_app(|_| {}).await;
+    let (source, target) = pair(&app, &agent).await;
+    let id = app.delegate(&source, target.id, json!({})).await;
+    app.wait_status(id, "completed").await;
+    assert_eq!(
+        delegation(&app, &source, id).await["result"],
+        "before\u{FFFD}after"
+    );
+    common::settle(&app.pool).await;
+}

@@ -26,7 +26,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::outcome::{acknowledged, forward, stops_following, task_step};
+use super::outcome::{acknowledged, forward, sanitized, stops_following, task_step};
 use super::reactions::{queued_outcome, queued_response};
 use super::{DispatchError, Dispatcher};
 use crate::a2a::{message_id_for, CallError, Endpoint, ProtocolVersion, SendOutcome};
@@ -396,6 +396,8 @@ async fn finish(
     delegation: &Delegation,
     end: StatusUpdate,
 ) -> Result<(), DispatchError> {
+    // Failure reasons may quote the agent.
+    let end = sanitized(end);
     let id = delegation.delegation_id();
     if let Some(queue_id) = delegation.queue_id() {
         let item: QueueItem = d.bus.load(&queue_id.to_string()).await?;

@@ -11,8 +11,38 @@ use aggregates::delegation::{DelegationStatus, StatusUpdate};
 
 use crate::a2a::{SendOutcome, TaskSnapshot, TaskState};
 
-/// The steps that record an acknowledged send.
+/// Text from an agent made storable: PostgreSQL text cannot hold NUL, so a
+/// NUL in an answer would otherwise fail the commit (and, were it stored,
+/// stop a projection). It becomes U+FFFD.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// `update` with its agent-provided text made [`storable`].
+pub fn sanitized(update: StatusUpdate) -> StatusUpdate {
+    match update {
+        StatusUpdate::Completed { result } => StatusUpdate::Completed {
+            result: storable(&result),
+        },
+        StatusUpdate::Failed { error } => StatusUpdate::Failed {
+            error: storable(&error),
+        },
+        StatusUpdate::Dispatched { remote_task_id } => StatusUpdate::Dispatched {
+            remote_task_id: remote_task_id.map(|id| storable(&id)),
+        },
+        other => other,
+    }
+}
+
+/// The steps that record an acknowledged send (agent text [`sanitized`]).
 pub fn acknowledged(outcome: &SendOutcome) -> Vec<StatusUpdate> {
+    acknowledged_raw(outcome)
+        .into_iter()
+        .map(sanitized)
+        .collect()
+}
+
+fn acknowledged_raw(outcome: &SendOutcome) -> Vec<StatusUpdate> {
     match outcome {
         SendOutcome::Message(message) => vec![
             StatusUpdate::Dispatched {
@@ -32,8 +62,13 @@ pub fn acknowledged(outcome: &SendOutcome) -> Vec<StatusUpdate> {
     }
 }
 
-/// The step a reading of the remote task stands for, if any.
+/// The step a reading of the remote task stands for, if any (agent text
+/// [`sanitized`]).
 pub fn task_step(task: &TaskSnapshot) -> Option<StatusUpdate> {
+    task_step_raw(task).map(sanitized)
+}
+
+fn task_step_raw(task: &TaskSnapshot) -> Option<StatusUpdate> {
     let detail = task
         .status_text
         .as_deref()
@@ -165,6 +200,28 @@ mod tests {
         assert!(stops_following(TaskState::AuthRequired));
         assert!(stops_following(TaskState::Canceled));
         assert!(!stops_following(TaskState::Working));
+    }
+
+    #[test]
+    fn nul_characters_from_an_agent_are_replaced() {
+        let outcome = SendOutcome::Message(AgentMessage {
+            message_id: None,
+            context_id: None,
+            task_id: None,
+            text: "a\0b".into(),
+        });
+        assert_eq!(
+            acknowledged(&outcome)[1],
+            StatusUpdate::Completed {
+                result: "a\u{FFFD}b".into()
+            }
+        );
+        assert_eq!(
+            sanitized(StatusUpdate::Failed { error: "\0".into() }),
+            StatusUpdate::Failed {
+                error: "\u{FFFD}".into()
+            }
+        );
     }
 
     #[test]

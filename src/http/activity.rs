@@ -25,17 +25,28 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/workspaces/{id}/activity", get(activity))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ActivityQuery {
+    /// Only rows of this `activity_type` (e.g. `delegation`, `a2a_receive`).
     #[serde(rename = "type")]
     activity_type: Option<String>,
+    /// Only rows from this source workspace.
+    #[param(format = Uuid)]
     source: Option<String>,
+    /// Rows to return: 100 by default, at most 1000 (larger is clamped).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
+    /// Only rows of the last this many seconds (clamped to 30 days).
+    #[param(value_type = Option<i64>, minimum = 1)]
     since_secs: Option<String>,
+    /// Rows strictly after this row, oldest first (a poller's cursor).
+    #[param(format = Uuid)]
     since_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct ActivityRow {
     id: Uuid,
     workspace_id: Uuid,
@@ -71,6 +82,18 @@ fn parse_since_secs(value: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// The workspace's activity feed.
+///
+/// Newest first; with `since_id`, the rows after that one, oldest first.
+#[utoipa::path(get, path = "/workspaces/{id}/activity", tag = "activity", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ActivityQuery),
+    responses(
+        (status = 200, description = "Activity rows", body = Vec<ActivityRow>),
+        (status = 400, description = "A parameter is malformed (limit, since_secs, source, since_id)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+        (status = 410, description = "since_id is not a row of this workspace's feed", body = crate::http::error::ErrorBody),
+    ))]
 async fn activity(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,3 +166,8 @@ async fn activity(
         .await?;
     Ok(Json(rows))
 }
+
+/// The OpenAPI description of this route (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(activity))]
+pub(super) struct Api;

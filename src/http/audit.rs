@@ -90,7 +90,7 @@ fn require_admin(caller: Caller) -> Result<(), ApiError> {
 }
 
 /// One log entry with its event, as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AuditEvent {
     position: i64,
     event_id: i64,
@@ -101,7 +101,10 @@ struct AuditEvent {
     /// `null` (with `payload` and `metadata`) only when the event row is
     /// gone — the chain is broken there, and `/audit/verify` says so.
     event_version: Option<String>,
+    /// The stored JSON, verbatim.
+    #[schema(value_type = Option<Value>)]
     payload: Option<Box<RawValue>>,
+    #[schema(value_type = Option<Value>)]
     metadata: Option<Box<RawValue>>,
     recorded_at: DateTime<Utc>,
     hash: String,
@@ -138,16 +141,30 @@ fn audit_event(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
 // ---------------------------------------------------------------------------
 // GET /audit/events
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// Entries after this position (exclusive); 0 by default.
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
+    /// Entries per page: 100 by default, at most 1000 (larger is clamped).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
+    #[param(pattern = "^(delegation|queue_item|idempotency_key|workspace)$")]
     aggregate_type: Option<String>,
+    #[param(min_length = 1)]
     aggregate_id: Option<String>,
+    /// Entries whose source or target is this workspace.
+    #[param(format = Uuid)]
     workspace_id: Option<String>,
+    #[param(min_length = 1)]
     event_type: Option<String>,
+    /// Recorded at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from_time: Option<String>,
+    /// Recorded before this RFC 3339 time.
+    #[param(format = DateTime)]
     to_time: Option<String>,
 }
 
@@ -336,7 +353,7 @@ fn push_order(sql: &mut QueryBuilder<'static, Postgres>, limit: Option<i64>) {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct EventsPage {
     events: Vec<AuditEvent>,
     /// The last position returned when the page is full (pass it as
@@ -358,6 +375,16 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The log in position order, paged (or streamed as ndjson).
+#[utoipa::path(get, path = "/audit/events", tag = "audit", security(("bearer" = [])),
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of entries; with `Accept: application/x-ndjson` the whole selection, one entry per line",
+            content((EventsPage = "application/json"), (AuditEvent = "application/x-ndjson"))),
+        (status = 400, description = "A parameter is malformed or unknown", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "A workspace token: the audit API needs the admin token", body = crate::http::error::ErrorBody),
+    ))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -434,9 +461,11 @@ fn stream_ndjson(pool: PgPool, selection: Selection) -> Response {
 // ---------------------------------------------------------------------------
 // GET /audit/streams/{aggregate_type}/{aggregate_id}
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StreamQuery {
+    /// Stop at this log position (an integer ≥ 1) or RFC 3339 time.
     as_of: Option<String>,
 }
 
@@ -466,18 +495,36 @@ fn parse_as_of(value: Option<&str>) -> Result<AsOf, ApiError> {
         })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StreamAudit {
     aggregate_type: &'static str,
     aggregate_id: String,
     events: Vec<AuditEvent>,
     /// The aggregate's state folded from exactly `events`.
+    #[schema(value_type = Object)]
     state: Value,
     /// The position of the last event folded in: asking again with
     /// `as_of=<this>` gives the same answer.
     as_of_position: i64,
 }
 
+/// One aggregate's events and the state folded from them.
+///
+/// Idempotency keys are addressed as `idempotency_key/{workspace}/{key}`.
+#[utoipa::path(get, path = "/audit/streams/{aggregate_type}/{aggregate_id}", tag = "audit", security(("bearer" = [])),
+    params(
+        ("aggregate_type" = String, Path, pattern = "^(delegation|queue_item|idempotency_key|workspace)$"),
+        ("aggregate_id" = String, Path, min_length = 1, description = "The aggregate's id (may contain `/`)"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "The events up to `as_of` and the state folded from them", body = StreamAudit),
+        (status = 400, description = "Unknown aggregate_type or a malformed as_of", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "A workspace token: the audit API needs the admin token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "The aggregate has no events (up to as_of)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "An event cannot be folded (see /audit/verify)", body = crate::http::error::ErrorBody),
+    ))]
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
@@ -606,13 +653,27 @@ where
 // ---------------------------------------------------------------------------
 // GET /audit/verify
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct VerifyQuery {
+    /// First position to check (1 by default).
+    #[param(value_type = Option<i64>, minimum = 1)]
     from: Option<String>,
+    /// Last position to check (the head by default).
+    #[param(value_type = Option<i64>, minimum = 1)]
     to: Option<String>,
 }
 
+/// Walk the hash chain and report the first bad entry.
+#[utoipa::path(get, path = "/audit/verify", tag = "audit", security(("bearer" = [])),
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "`ok: true` with the head, or `ok: false` with the first bad position", body = Verification),
+        (status = 400, description = "from or to is not a position, or from > to", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "A workspace token: the audit API needs the admin token", body = crate::http::error::ErrorBody),
+    ))]
 async fn verify_chain(
     State(state): State<AppState>,
     caller: Caller,
@@ -638,6 +699,11 @@ async fn verify_chain(
     }
     Ok(Json(verify::verify(&state.pool, from, to).await?))
 }
+
+/// The OpenAPI description of these routes (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events, stream, verify_chain))]
+pub(super) struct Api;
 
 #[cfg(test)]
 mod tests {

@@ -102,20 +102,27 @@ fn metadata(caller: Caller) -> HashMap<String, String> {
     HashMap::from([("actor".to_string(), actor)])
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DelegateRequest {
+    /// The workspace to delegate to (not the caller's own).
+    #[schema(format = Uuid)]
     target_id: String,
-    /// The task text. Either this or `message`.
+    /// The task text, not blank. Either this or `message`.
     task: Option<String>,
-    /// An A2A message (`parts`, or v0.2 `content`) whose text parts are the
-    /// task; normalised at the edge (see `a2a::compat`).
+    /// An A2A message whose text parts are the task: v0.3+ `parts`, or v0.2
+    /// `content` (a string or a list), normalised at the edge.
+    #[schema(value_type = Option<Object>)]
     message: Option<Value>,
+    /// Repeating a key returns the earlier delegation unless it failed.
     idempotency_key: Option<String>,
     /// Queue priority should the target be busy: "critical" (100), "task"
     /// (50, the default) or "info" (10), by name or number.
+    #[schema(value_type = Option<Object>)]
     priority: Option<Value>,
-    /// The queued request expires this many seconds after it was queued.
+    /// The queued request expires this many seconds (1 … 2592000) after it
+    /// was queued.
+    #[schema(minimum = 1, maximum = 2592000)]
     expires_in_seconds: Option<i64>,
 }
 
@@ -187,6 +194,18 @@ fn queue_options(body: &DelegateRequest) -> Result<QueueOptions, ApiError> {
 }
 
 /// Managed delegation: recorded `pending`; the ledger dispatches it.
+#[utoipa::path(post, path = "/workspaces/{id}/delegate", tag = "delegations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
+    request_body = DelegateRequest,
+    responses(
+        (status = 202, description = "Delegation created (`pending` until dispatched)", body = crate::http::openapi::schemas::DelegateAccepted),
+        (status = 200, description = "Idempotent hit: the key's earlier delegation", body = crate::http::openapi::schemas::DelegateIdempotentHit),
+        (status = 400, description = "Malformed body, self-delegation, target_id not a UUID, empty task or bad key", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's), or unknown target", body = crate::http::error::ErrorBody),
+        (status = 409, description = "The idempotency key is contended, or a concurrent write won", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(workspace_id = %id), err)]
 async fn delegate(
     State(state): State<AppState>,
@@ -323,15 +342,29 @@ fn key_generation_id(workspace: Uuid, key: &str, generation: u32) -> Uuid {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecordRequest {
+    #[schema(format = Uuid)]
     target_id: String,
     task: String,
+    /// The id the agent gave the delegation it dispatched itself.
+    #[schema(format = Uuid)]
     delegation_id: String,
 }
 
 /// Agent-dispatched delegation: the ledger only records it (`dispatched`).
+#[utoipa::path(post, path = "/workspaces/{id}/delegations/record", tag = "delegations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
+    request_body = RecordRequest,
+    responses(
+        (status = 202, description = "Recorded (again, if the same content was recorded before)", body = crate::http::openapi::schemas::RecordAccepted),
+        (status = 400, description = "Malformed body, self-delegation, an id not a UUID, or empty task", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "That delegation_id exists with other content", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(workspace_id = %id), err)]
 async fn record(
     State(state): State<AppState>,
@@ -364,11 +397,15 @@ async fn record(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateRequest {
+    /// The new status.
+    #[schema(pattern = "^(dispatched|received|in_progress|queued|completed|failed)$")]
     status: String,
+    /// Why it failed (with `failed`).
     error: Option<String>,
+    /// The result (with `completed`).
     response_preview: Option<String>,
 }
 
@@ -392,6 +429,17 @@ fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
 
 /// Move a delegation along its lifecycle. The source (which recorded it)
 /// and the target (which works on it, e.g. in poll mode) may report.
+#[utoipa::path(post, path = "/workspaces/{id}/delegations/{delegation_id}/update", tag = "delegations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "Status updated (or the same terminal status repeated)", body = crate::http::openapi::schemas::UpdateAccepted),
+        (status = 400, description = "Malformed body or unknown status", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace or delegation (or not the caller's)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "The lifecycle forbids this transition (`current_status` says where it is)", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(workspace_id = %id, delegation_id = %delegation_id), err)]
 async fn update(
     State(state): State<AppState>,
@@ -424,13 +472,25 @@ async fn update(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Rows to return: 50 by default, at most 500 (larger is clamped).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
 }
 
 /// The workspace's `delegate` rows (carrying current status) and
 /// `delegate_result` rows, newest first.
+#[utoipa::path(get, path = "/workspaces/{id}/delegations", tag = "delegations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ListQuery),
+    responses(
+        (status = 200, description = "Newest first", body = Vec<crate::http::openapi::schemas::DelegationListEntry>),
+        (status = 400, description = "limit is not a positive integer", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -475,6 +535,13 @@ async fn list(
 }
 
 /// One delegation, to its source or its target.
+#[utoipa::path(get, path = "/workspaces/{id}/delegations/{delegation_id}", tag = "delegations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
+    responses(
+        (status = 200, description = "The delegation with its status history", body = crate::http::openapi::schemas::DelegationDetail),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace or delegation (or not the caller's)", body = crate::http::error::ErrorBody),
+    ))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -513,3 +580,8 @@ async fn get_one(
     }
     Ok(Json(body))
 }
+
+/// The OpenAPI description of these routes (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(delegate, record, update, list, get_one))]
+pub(super) struct Api;

@@ -1,7 +1,8 @@
 //! The one error type of the HTTP API. Every variant documents its status;
 //! every response body is `{"error": "<human sentence>", ...}`.
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -102,4 +103,59 @@ impl IntoResponse for ApiError {
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// The body of every error response (the OpenAPI `ErrorBody` schema; the
+/// responses themselves are built by [`ApiError`]'s `IntoResponse`).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // only described, never built
+pub struct ErrorBody {
+    /// A human sentence saying what was wrong.
+    pub error: String,
+    /// On a 409 for a forbidden lifecycle transition: the delegation's
+    /// current status.
+    #[schema(nullable = false)]
+    pub current_status: Option<String>,
+}
+
+/// Longest framework error body turned into the `error` sentence.
+const FRAMEWORK_ERROR_BODY_BYTES: usize = 1024;
+
+/// Response middleware: an error answered by the framework rather than a
+/// handler (an unknown path's 404, a wrong method's 405, the body limit's
+/// 413) comes as plain text or nothing; give it the API's error shape too,
+/// so a client can parse every error the same way. Headers (such as a
+/// 405's `Allow`) are kept.
+pub async fn json_error_bodies(response: Response, max_body_bytes: usize) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, FRAMEWORK_ERROR_BODY_BYTES)
+        .await
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .filter(|text| !text.is_empty());
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let message = match (status, text) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("the request body is larger than {max_body_bytes} bytes")
+        }
+        (_, Some(text)) => format!("{reason}: {text}"),
+        (StatusCode::NOT_FOUND, None) => "no such route".to_string(),
+        (_, None) => reason,
+    };
+    let body = json!({ "error": message }).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
 }

@@ -18,6 +18,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is up; says nothing about the database.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = crate::http::openapi::schemas::Health)))]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -25,6 +27,11 @@ async fn healthz() -> Json<Value> {
 /// The database answers and no projection this process runs lags the log
 /// head by more than the configured bound (read from the checkpoint
 /// table, so the projections of every process on the database count).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the database answers and no projection lags too far", body = crate::http::openapi::schemas::Ready),
+        (status = 503, description = "The database does not answer, or a projection lags the head", body = crate::http::error::ErrorBody),
+    ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let status = match log_status(&state.pool, state.progress.projection_names()).await {
         Ok(status) => status,
@@ -69,3 +76,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Json(json!({ "status": "ready", "head": status.head, "projections": projections })),
     )
 }
+
+/// The OpenAPI description of these routes (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub(super) struct Api;

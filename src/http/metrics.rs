@@ -182,6 +182,9 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
     }
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn scrape(State(state): State<AppState>) -> Response {
     let handle = install();
     handle.run_upkeep();
@@ -302,6 +305,11 @@ fn write_scrape_time(out: &mut String, status: &LogStatus, database_up: i64, sub
         );
     }
 }
+
+/// The OpenAPI description of this route (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub(super) struct Api;
 
 #[cfg(test)]
 mod tests {

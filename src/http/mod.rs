@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod metrics;
+mod openapi;
 mod queue;
 mod registry;
 
@@ -61,9 +62,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(queue::router())
         .merge(crate::ws::route::router())
         .merge(audit::router())
+        .merge(openapi::router())
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(axum::middleware::map_response(move |response| {
+            error::json_error_bodies(response, max_body_bytes)
+        }))
         .layer(axum::middleware::from_fn(metrics::track))
         // Outermost last: the id is set, then the span opened with it, and
         // the response carries it back.

@@ -26,12 +26,16 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{id}/a2a/queue/{queue_id}", get(get_one))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct QueueItemView {
     queue_id: Uuid,
+    /// The busy target the request waits for.
     workspace_id: Uuid,
+    /// The workspace that sent the request.
     caller_id: Uuid,
+    /// 100 critical, 50 task, 10 info.
     priority: i16,
+    /// `queued`, `dispatched`, `completed`, `failed` or `expired`.
     status: String,
     attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,21 +49,28 @@ struct QueueItemView {
     expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delegation_id: Option<Uuid>,
+    /// `{"text": …}` or `{"error": …}`: the outcome of the dispatched request.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     response_body: Option<Value>,
 }
 
 const COLUMNS: &str = "queue_id, workspace_id, caller_id, priority, status, attempts, last_error, \
      enqueued_at, dispatched_at, completed_at, expires_at, delegation_id, response_body";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only items in this status.
+    #[param(pattern = "^(queued|dispatched|completed|failed|expired)$")]
     status: Option<String>,
+    /// Items to return: 100 by default, at most 1000 (larger is clamped).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct QueueList {
     /// Items still waiting (`queued`), whatever the filter.
     depth: i64,
@@ -74,6 +85,14 @@ fn workspace_in_path(caller: Caller, id: &str) -> Result<Uuid, ApiError> {
     Ok(id)
 }
 
+#[utoipa::path(get, path = "/workspaces/{id}/a2a/queue", tag = "queue", operation_id = "list_queue", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The target workspace's id"), ListQuery),
+    responses(
+        (status = 200, description = "The workspace's queue in drain order, and how many wait", body = QueueList),
+        (status = 400, description = "A parameter is malformed (status, limit, or an unknown one)", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -109,6 +128,17 @@ async fn list(
     Ok(Json(QueueList { depth, items }))
 }
 
+#[utoipa::path(get, path = "/workspaces/{id}/a2a/queue/{queue_id}", tag = "queue", operation_id = "get_queue_item", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The caller's or the target's workspace id"),
+        ("queue_id" = String, Path, format = Uuid, description = "The queue item"),
+    ),
+    responses(
+        (status = 200, description = "The queue item", body = QueueItemView),
+        (status = 400, description = "A path parameter is malformed", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such item for this workspace (or not the caller's workspace)", body = crate::http::error::ErrorBody),
+    ))]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,3 +158,8 @@ async fn get_one(
     .map(Json)
     .ok_or_else(not_found)
 }
+
+/// The OpenAPI description of these routes (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get_one))]
+pub(super) struct Api;

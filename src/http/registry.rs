@@ -25,11 +25,16 @@ pub fn router() -> Router<AppState> {
         .route("/registry/discover/{id}", get(discover))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
+    /// The workspace's id.
+    #[schema(format = Uuid)]
     id: String,
+    /// Where pushed deliveries go (http or https); required in push mode.
     url: Option<String>,
+    /// `push` (the default) or `poll`.
+    #[schema(pattern = "^(push|poll)$")]
     delivery_mode: Option<String>,
     name: Option<String>,
     /// The A2A version to speak to this workspace ("0.3" or "1.0"); absent
@@ -37,11 +42,14 @@ struct RegisterRequest {
     protocol_version: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RegisterResponse {
     id: Uuid,
+    #[schema(value_type = String, pattern = "^(push|poll)$")]
     delivery_mode: DeliveryMode,
+    /// The workspace's token: on first registration only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     auth_token: Option<String>,
 }
 
@@ -58,6 +66,17 @@ fn parse_mode(value: Option<&str>) -> Result<Option<DeliveryMode>, ApiError> {
 
 /// First registration needs no token and returns one; re-registration
 /// needs that token (or the admin's) and returns none.
+#[utoipa::path(post, path = "/registry/register", tag = "registry",
+    security((), ("bearer" = [])),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered (with `auth_token`) or re-registered (without)", body = RegisterResponse),
+        (status = 400, description = "Malformed body, id not a UUID, bad delivery_mode or url", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Re-registration without a token, or an unknown token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "The token may not re-register this workspace", body = crate::http::error::ErrorBody),
+        (status = 409, description = "A concurrent registration won", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(workspace_id = %body.id), err)]
 async fn register(
     State(state): State<AppState>,
@@ -153,15 +172,16 @@ async fn set_protocol_version(
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HeartbeatRequest {
+    #[schema(format = Uuid)]
     workspace_id: String,
     active_tasks: u32,
     max_concurrent: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HeartbeatResponse {
     drained: u32,
 }
@@ -169,6 +189,16 @@ struct HeartbeatResponse {
 /// Store the reported capacity, and with spare capacity
 /// (`active_tasks < max_concurrent`) claim that many of the workspace's
 /// queued requests for dispatch (`drained`).
+#[utoipa::path(post, path = "/registry/heartbeat", tag = "registry", security(("bearer" = [])),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Capacity stored; `drained` queued requests were claimed for dispatch", body = HeartbeatResponse),
+        (status = 400, description = "Malformed body, workspace_id not a UUID, or impossible capacity", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "A concurrent update won", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(workspace_id = %body.workspace_id), err)]
 async fn heartbeat(
     State(state): State<AppState>,
@@ -199,13 +229,22 @@ async fn heartbeat(
     Ok(Json(HeartbeatResponse { drained }))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct DiscoverResponse {
     id: Uuid,
     url: Option<String>,
+    /// `push` or `poll`.
     delivery_mode: String,
 }
 
+/// Where a workspace lives.
+#[utoipa::path(get, path = "/registry/discover/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
+    responses(
+        (status = 200, description = "The workspace's address", body = DiscoverResponse),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace", body = crate::http::error::ErrorBody),
+    ))]
 async fn discover(
     State(state): State<AppState>,
     _caller: Caller,
@@ -222,3 +261,8 @@ async fn discover(
     .map(Json)
     .ok_or_else(not_found)
 }
+
+/// The OpenAPI description of these routes (assembled in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, heartbeat, discover))]
+pub(super) struct Api;

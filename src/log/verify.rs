@@ -20,7 +20,7 @@ use sqlx::{PgPool, Row};
 use super::chain::{self, ChainedEvent, GENESIS};
 
 /// The result of a walk; serialized as the `GET /audit/verify` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Verification {
     /// Every entry of the range checked out; `head_*` is its last entry

@@ -25,13 +25,32 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(subscribe))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct SubscribeQuery {
+    /// The workspace whose messages to receive; the admin may omit it to
+    /// receive everything.
+    #[param(format = Uuid)]
     workspace_id: Option<String>,
+    /// Replay every message after this log position, then go on live.
+    #[param(value_type = Option<i64>, minimum = 0)]
     from: Option<String>,
+    /// The token, for clients that cannot send `Authorization`.
     token: Option<String>,
 }
 
+/// The live feed (a websocket upgrade).
+///
+/// Each message: `{position, type, workspace_id, delegation_id?, at, payload}`.
+#[utoipa::path(get, path = "/ws", tag = "live", security((), ("bearer" = [])),
+    params(SubscribeQuery),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 400, description = "Not a websocket upgrade, or from is not a non-negative integer", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing or unknown token (header or `?token=`)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+    ))]
 async fn subscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -82,3 +101,8 @@ async fn subscribe(
     let shutdown = state.shutdown.clone();
     Ok(upgrade.on_upgrade(move |socket| subscriber::serve(socket, hub, audience, from, shutdown)))
 }
+
+/// The OpenAPI description of this route (assembled in `crate::http::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(subscribe))]
+pub(crate) struct Api;

@@ -1,0 +1,139 @@
+//! The OpenAPI 3.1 description of the API, generated from the handlers'
+//! `#[utoipa::path]` attributes and the request/response types' derives,
+//! so it cannot drift from the code silently: `GET /openapi.json` serves
+//! it, `GET /docs` renders it for people, `tests/openapi.rs` checks it
+//! covers the router, and `scripts/schemathesis` fuzzes the live service
+//! against it.
+//!
+//! Each handler module holds a small `Api` (its paths); this file merges
+//! them and adds what is shared: the bearer security scheme, the tags and
+//! the routes served here.
+
+mod docs;
+mod links;
+pub(super) mod schemas;
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::OpenApi;
+
+use super::AppState;
+
+/// Name of the bearer security scheme in `components.securitySchemes`.
+pub const BEARER: &str = "bearer";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_page))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Delegation Ledger",
+        description = "An event-sourced ledger for agent-to-agent (A2A) task delegations. \
+            Every error is `{\"error\": \"<human sentence>\", ...}`; a rejected request writes nothing.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(openapi_json, docs_page),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "registry", description = "Register workspaces, report capacity, discover them"),
+        (name = "delegations", description = "Delegate, record and follow delegations"),
+        (name = "activity", description = "The activity feed"),
+        (name = "queue", description = "Requests parked for busy targets"),
+        (name = "live", description = "The live websocket feed"),
+        (name = "audit", description = "The positioned, hash-chained log (admin token only)"),
+        (name = "operations", description = "Health, readiness, metrics and this description"),
+    ),
+)]
+struct ApiDoc;
+
+/// Adds the bearer scheme the paths' `security(("bearer" = []))` refer to.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A workspace token (returned once by registration) or the admin token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole document.
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::health::Api::openapi());
+    doc.merge(super::metrics::Api::openapi());
+    doc.merge(super::registry::Api::openapi());
+    doc.merge(super::delegations::Api::openapi());
+    doc.merge(super::activity::Api::openapi());
+    doc.merge(super::queue::Api::openapi());
+    doc.merge(crate::ws::route::Api::openapi());
+    doc.merge(super::audit::Api::openapi());
+    doc
+}
+
+/// The document as JSON (with the links), built once.
+fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| match serde_json::to_value(document()) {
+        Ok(mut doc) => {
+            links::add(&mut doc);
+            doc.to_string()
+        }
+        Err(error) => {
+            // Only a bug in a schema could do this; answer with what we have.
+            tracing::error!(%error, "the OpenAPI document does not serialize");
+            "{}".to_string()
+        }
+    })
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
+        .into_response()
+}
+
+/// This document as a page for people.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "operations",
+    responses((status = 200, description = "Every operation with its parameters and schemas", content_type = "text/html", body = String)),
+)]
+async fn docs_page() -> Response {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    let page = PAGE.get_or_init(|| docs::render(&document()));
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.as_str(),
+    )
+        .into_response()
+}

@@ -55,6 +55,9 @@ pub struct CommandBus {
     pool: PgPool,
     progress: Arc<Progress>,
     visibility_timeout: Duration,
+    /// Whether `execute` waits for read-your-writes (HTTP handlers do; the
+    /// dispatcher, which reads aggregates and never views, does not).
+    wait_for_views: bool,
 }
 
 impl CommandBus {
@@ -63,6 +66,18 @@ impl CommandBus {
             pool,
             progress,
             visibility_timeout,
+            wait_for_views: true,
+        }
+    }
+
+    /// This bus without the read-your-writes wait: `execute` returns once
+    /// the events are committed (`Executed::visible` is then `false`). For
+    /// background writers that read only aggregates, where the wait is pure
+    /// latency and a query per command.
+    pub fn without_view_wait(&self) -> Self {
+        Self {
+            wait_for_views: false,
+            ..self.clone()
         }
     }
 
@@ -137,9 +152,14 @@ impl CommandBus {
                             visible: true,
                         });
                     };
-                    let visible = self
-                        .wait_visible(A::TYPE, aggregate_id, last.sequence)
-                        .await;
+                    let visible = if self.wait_for_views {
+                        self.wait_visible(A::TYPE, aggregate_id, last.sequence)
+                            .await
+                    } else {
+                        // Still position the events promptly.
+                        self.progress.wake_sequencer();
+                        false
+                    };
                     return Ok(Executed {
                         state,
                         committed: committed.len(),

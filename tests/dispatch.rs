@@ -99,6 +99,8 @@ async fn a_managed_delegation_completes_with_the_agents_answer_and_reaches_the_c
         .delegate(&source, target.id, json!({ "task": "what is the answer?" }))
         .await;
     app.wait_status(id, "completed").await;
+    // Every view, the activity feed included, has caught up.
+    common::settle(&app.pool).await;
 
     let body = delegation(&app, &source, id).await;
     assert_eq!(body["result"], "the answer is 42");
@@ -373,6 +375,8 @@ async fn an_expired_item_is_never_sent_and_fails_its_delegation() {
             .contains("expired"),
         "{body}"
     );
+    // The queue view is its own projection: wait for it to show the expiry.
+    wait_queue_status(&app, id, "expired").await;
     let queue_id = body["queue_id"].as_str().expect("queue_id").to_string();
     let item = queue_item(&app, &source, &queue_id).await;
     assert_eq!(item["status"], "expired");
@@ -480,6 +484,7 @@ async fn a_poll_mode_target_gets_its_task_in_its_feed_and_reports_the_result() {
         .delegate(&source, target.id, json!({ "task": "poll me" }))
         .await;
     app.wait_status(id, "dispatched").await;
+    common::settle(&app.pool).await;
     let (status, feed) = app
         .get(
             &format!("/workspaces/{}/activity?type=a2a_receive", target.id),

@@ -286,7 +286,7 @@ async fn enqueue(
         at,
     };
     match d
-        .bus
+        .visible_bus
         .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
         .await
     {

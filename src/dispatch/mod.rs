@@ -126,7 +126,13 @@ type EndpointCache = HashMap<(String, Option<ProtocolVersion>), (Endpoint, Insta
 /// What the drive tasks share.
 pub struct Dispatcher {
     pub(crate) pool: PgPool,
+    /// Commits without waiting for the views (the dispatcher reads only
+    /// aggregates), except through [`Self::visible_bus`].
     pub(crate) bus: CommandBus,
+    /// Commits and waits until every view shows them: for enqueueing, so a
+    /// delegation that shows `queued` always has its item in the queue view
+    /// the heartbeat drain reads.
+    pub(crate) visible_bus: CommandBus,
     pub(crate) client: A2aClient,
     pub(crate) config: DispatchConfig,
     permits: Semaphore,
@@ -138,11 +144,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// `bus` is the service's (read-your-writes) command bus.
     pub fn new(pool: PgPool, bus: CommandBus, config: DispatchConfig) -> anyhow::Result<Self> {
         let client = A2aClient::new(config.client.clone())?;
         Ok(Self {
             pool,
-            bus,
+            bus: bus.without_view_wait(),
+            visible_bus: bus,
             client,
             permits: Semaphore::new(config.max_in_flight.max(1)),
             config,

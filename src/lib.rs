@@ -20,6 +20,7 @@
 //!   over A2A, queues them behind busy targets and drains on heartbeats.
 //! * [`http`] — the REST API of API.md.
 //! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
+//! * [`leader`] — advisory-lock election of the single-leader roles.
 //! * [`shutdown`], [`telemetry`] — plumbing.
 //!
 //! The pure domain lives in the `aggregates` crate and the read-model
@@ -34,6 +35,7 @@ pub mod db;
 pub mod dispatch;
 pub mod embedded_pg;
 pub mod http;
+pub mod leader;
 pub mod log;
 pub mod projection_runner;
 pub mod shutdown;

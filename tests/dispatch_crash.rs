@@ -11,8 +11,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::fake_agent::{FakeAgent, Reply};
@@ -24,28 +23,8 @@ const ADMIN: &str = "crash-admin";
 const IN_FLIGHT: usize = 100;
 const ACKNOWLEDGED: usize = 60;
 
-/// `ledger serve` on `database_url`, dispatching; returns the child and its
-/// base URL once it printed where it listens.
 fn serve(database_url: &str) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", database_url)
-        .env("LEDGER_ADMIN_TOKEN", ADMIN)
-        .env("LEDGER_DISPATCH", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ledger serve");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read stdout");
-    let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(line.trim(), format!("ledger listening on {base}"));
-    (child, base)
+    common::serve_binary(database_url, ADMIN)
 }
 
 async fn register(client: &reqwest::Client, base: &str, body: Value) -> (Uuid, String) {

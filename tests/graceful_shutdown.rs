@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,27 +18,8 @@ use uuid::Uuid;
 
 const ADMIN: &str = "graceful-admin";
 
-/// `ledger serve` on `database_url`; returns the child and its base URL once
-/// it printed where it listens.
 fn serve(database_url: &str) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", database_url)
-        .env("LEDGER_ADMIN_TOKEN", ADMIN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ledger serve");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read stdout");
-    let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(line.trim(), format!("ledger listening on {base}"));
-    (child, base)
+    common::serve_binary(database_url, ADMIN)
 }
 
 fn terminate(child: &Child) {

@@ -48,7 +48,7 @@ const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 pub async fn run(dispatcher: Arc<Dispatcher>, progress: Arc<Progress>, mut shutdown: Shutdown) {
     let pool = dispatcher.pool.clone();
     while !shutdown.is_shutdown() {
-        match campaign(&pool).await {
+        match crate::leader::campaign(&pool, LEADER_LOCK_KEY).await {
             Ok(Some(mut lock)) => {
                 tracing::info!("dispatcher elected leader");
                 let mut tasks = JoinSet::new();
@@ -68,22 +68,6 @@ pub async fn run(dispatcher: Arc<Dispatcher>, progress: Arc<Progress>, mut shutd
             _ = tokio::time::sleep(dispatcher.config.election_interval) => {}
             _ = shutdown.wait() => {}
         }
-    }
-}
-
-async fn campaign(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
-    // Detached: a connection holding a session lock never goes back to the
-    // pool, where another task could inherit the lock.
-    let mut conn = pool.acquire().await?.detach();
-    let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-        .bind(LEADER_LOCK_KEY)
-        .fetch_one(&mut conn)
-        .await?;
-    if elected {
-        Ok(Some(conn))
-    } else {
-        let _ = conn.close().await;
-        Ok(None)
     }
 }
 

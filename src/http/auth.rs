@@ -41,6 +41,16 @@ impl Caller {
         }
     }
 
+    /// The workspace named in a path, as this caller may see it: an id that
+    /// is not a UUID, or another workspace's, does not exist for this
+    /// caller (404, so ids do not leak).
+    pub fn workspace_in_path(self, id: &str) -> Result<Uuid, ApiError> {
+        let workspace = Uuid::parse_str(id)
+            .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
+        self.require(workspace)?;
+        Ok(workspace)
+    }
+
     /// 404 unless the caller may act for `workspace_id`: another
     /// workspace's resources are answered as if they did not exist.
     pub fn require(self, workspace_id: Uuid) -> Result<(), ApiError> {

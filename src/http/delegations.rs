@@ -49,15 +49,6 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{id}/delegations/{delegation_id}", get(get_one))
 }
 
-/// The workspace in the path, as the caller may see it: an id that is not
-/// a UUID, or another workspace's, does not exist for this caller.
-fn workspace_in_path(caller: Caller, id: &str) -> Result<Uuid, ApiError> {
-    let id = Uuid::parse_str(id)
-        .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
-    caller.require(id)?;
-    Ok(id)
-}
-
 fn validate_task(source: Uuid, target: Uuid, task: &str) -> Result<(), ApiError> {
     if source == target {
         return Err(ApiError::bad_request(
@@ -213,7 +204,7 @@ async fn delegate(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<DelegateRequest>,
 ) -> Result<Response, ApiError> {
-    let source = workspace_in_path(caller, &id)?;
+    let source = caller.workspace_in_path(&id)?;
     let target = parse_uuid("target_id", &body.target_id)?;
     let task = task_of(&body)?;
     let queue = queue_options(&body)?;
@@ -372,7 +363,7 @@ async fn record(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RecordRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let source = workspace_in_path(caller, &id)?;
+    let source = caller.workspace_in_path(&id)?;
     let target = parse_uuid("target_id", &body.target_id)?;
     let delegation_id = parse_uuid("delegation_id", &body.delegation_id)?;
     validate_task(source, target, &body.task)?;
@@ -447,7 +438,7 @@ async fn update(
     ApiPath((id, delegation_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = workspace_in_path(caller, &id)?;
+    let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
     let update = parse_update(body)?;
@@ -497,7 +488,7 @@ async fn list(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let workspace = workspace_in_path(caller, &id)?;
+    let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
     let rows = sqlx::query(
         "select id, method, source_id, target_id, summary, status, delegation_id, error_detail, \
@@ -547,7 +538,7 @@ async fn get_one(
     caller: Caller,
     ApiPath((id, delegation_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = workspace_in_path(caller, &id)?;
+    let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
     let row = sqlx::query(

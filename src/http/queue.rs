@@ -78,13 +78,6 @@ struct QueueList {
     items: Vec<QueueItemView>,
 }
 
-fn workspace_in_path(caller: Caller, id: &str) -> Result<Uuid, ApiError> {
-    let id = Uuid::parse_str(id)
-        .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
-    caller.require(id)?;
-    Ok(id)
-}
-
 #[utoipa::path(get, path = "/workspaces/{id}/a2a/queue", tag = "queue", operation_id = "list_queue", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The target workspace's id"), ListQuery),
     responses(
@@ -99,7 +92,7 @@ async fn list(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<QueueList>, ApiError> {
-    let workspace = workspace_in_path(caller, &id)?;
+    let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
     if let Some(status) = query.status.as_deref() {
         if !STATUSES.contains(&status) {
@@ -144,7 +137,7 @@ async fn get_one(
     caller: Caller,
     ApiPath((id, queue_id)): ApiPath<(String, String)>,
 ) -> Result<Json<QueueItemView>, ApiError> {
-    let workspace = workspace_in_path(caller, &id)?;
+    let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("queue item {queue_id} not found"));
     let queue_id = Uuid::parse_str(&queue_id).map_err(|_| not_found())?;
     sqlx::query_as::<_, QueueItemView>(&format!(

@@ -73,7 +73,7 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) {
     while !shutdown.is_shutdown() {
-        match campaign(&pool).await {
+        match crate::leader::campaign(&pool, LEADER_LOCK_KEY).await {
             Ok(Some(mut conn)) => {
                 tracing::info!("sequencer elected leader");
                 if let Err(error) = lead(&mut conn, &progress, &config, &mut shutdown).await {
@@ -89,24 +89,6 @@ pub async fn run(
             _ = tokio::time::sleep(config.election_interval) => {}
             _ = shutdown.wait() => {}
         }
-    }
-}
-
-/// A dedicated connection holding the leader lock, or None if another
-/// process leads.
-async fn campaign(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
-    // Detached: a connection holding a session lock must never go back to
-    // the pool, where another task could inherit the lock.
-    let mut conn = pool.acquire().await?.detach();
-    let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-        .bind(LEADER_LOCK_KEY)
-        .fetch_one(&mut conn)
-        .await?;
-    if elected {
-        Ok(Some(conn))
-    } else {
-        let _ = conn.close().await;
-        Ok(None)
     }
 }
 

@@ -412,3 +412,27 @@ impl TestApp {
         body["drained"].as_u64().expect("drained")
     }
 }
+
+/// `ledger serve` (the real binary) on `database_url` with `admin_token`;
+/// returns the child and its base URL once it printed where it listens.
+pub fn serve_binary(database_url: &str, admin_token: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url)
+        .env("LEDGER_ADMIN_TOKEN", admin_token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ledger serve");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read stdout");
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(line.trim(), format!("ledger listening on {base}"));
+    (child, base)
+}

@@ -28,12 +28,13 @@
 //! positions the log without the 0004 indexes (built afterwards) to show
 //! their cost on the write side.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ledger::app::Application;
 use ledger::config::Config;
-use ledger::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use sqlx::PgPool;
 
 const WORKSPACES: i64 = 1000;
@@ -101,27 +102,8 @@ async fn main() -> anyhow::Result<()> {
     let runs = env_number("BENCH_RUNS", 200) as usize;
     let unindexed_runs = env_number("BENCH_RUNS_UNINDEXED", 20) as usize;
 
-    let dir = tempfile::tempdir()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    }
-    let mut cluster = None;
-    let database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            let pg = EmbeddedPostgres::start(EmbeddedOptions {
-                data_dir: dir.path().join("pg"),
-                ephemeral: false,
-            })
-            .await?;
-            pg.create_database("ledger_audit_bench").await?;
-            let url = pg.url("ledger_audit_bench");
-            cluster = Some(pg);
-            url
-        }
-    };
+    let database = support::BenchDatabase::open("ledger_audit_bench").await?;
+    let database_url = database.url.clone();
     let pool = ledger::db::connect(&database_url, 4).await?;
     ledger::db::migrate(&pool).await?;
     let existing: i64 = sqlx::query_scalar("select count(*) from events")
@@ -352,10 +334,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     export(&client, &base, "/audit/events", "the whole log").await?;
 
-    if let Some(mut pg) = cluster {
-        pool.close().await;
-        pg.stop().await?;
-    }
+    pool.close().await;
+    database.stop().await?;
     Ok(())
 }
 

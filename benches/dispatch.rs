@@ -27,6 +27,7 @@
 #[allow(dead_code)]
 #[path = "../tests/common/fake_agent.rs"]
 mod fake_agent;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,9 +37,9 @@ use futures::StreamExt;
 use ledger::a2a::{A2aClient, A2aClientConfig, ProtocolVersion};
 use ledger::app::Application;
 use ledger::config::Config;
-use ledger::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use support::{ms, percentile};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
@@ -50,16 +51,6 @@ const ADMIN: &str = "bench";
 /// its waiter is kept as `None`.
 type Waiters = Arc<Mutex<HashMap<Uuid, Option<oneshot::Sender<()>>>>>;
 
-fn percentile(values: &mut [Duration], p: f64) -> Duration {
-    values.sort_unstable();
-    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
-    values.get(index).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seconds: u64 = std::env::var("BENCH_SECS")
@@ -67,37 +58,8 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
-    let dir = tempfile::tempdir()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    }
-    let mut cluster = None;
-    let database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => {
-            // A fresh database on that server, so earlier runs do not count.
-            let name = format!("ledger_bench_dispatch_{}", Uuid::new_v4().simple());
-            let admin = ledger::db::connect(&url, 1).await?;
-            sqlx::query(&format!("create database {name}"))
-                .execute(&admin)
-                .await?;
-            let mut url = url::Url::parse(&url)?;
-            url.set_path(&format!("/{name}"));
-            url.to_string()
-        }
-        _ => {
-            let pg = EmbeddedPostgres::start(EmbeddedOptions {
-                data_dir: dir.path().join("pg"),
-                ephemeral: false,
-            })
-            .await?;
-            pg.create_database("ledger_bench").await?;
-            let url = pg.url("ledger_bench");
-            cluster = Some(pg);
-            url
-        }
-    };
+    let database = support::BenchDatabase::open("ledger_bench_dispatch").await?;
+    let database_url = database.url.clone();
     let agent = fake_agent::FakeAgent::start().await;
     agent.set_reply(fake_agent::Reply::Message("done".into()));
 
@@ -158,9 +120,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("(S→D: DelegationSent → DelegationDispatched event times; S→C: POST → completion on the websocket; all in ms)");
-    if let Some(mut pg) = cluster {
-        pg.stop().await?;
-    }
+    database.stop().await?;
     Ok(())
 }
 

@@ -11,14 +11,16 @@
 //! private durable PostgreSQL in a temp dir). `BENCH_SECS` sets the
 //! duration of each measurement (default 5).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger::app::Application;
 use ledger::config::Config;
-use ledger::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use serde_json::json;
 use sqlx::PgPool;
+use support::ms;
 use uuid::Uuid;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -41,10 +43,6 @@ impl Measurement {
     }
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seconds: u64 = std::env::var("BENCH_SECS")
@@ -52,27 +50,8 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
-    let dir = tempfile::tempdir()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    }
-    let mut cluster = None;
-    let database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            let pg = EmbeddedPostgres::start(EmbeddedOptions {
-                data_dir: dir.path().join("pg"),
-                ephemeral: false,
-            })
-            .await?;
-            pg.create_database("ledger_bench").await?;
-            let url = pg.url("ledger_bench");
-            cluster = Some(pg);
-            url
-        }
-    };
+    let database = support::BenchDatabase::open("ledger_bench").await?;
+    let database_url = database.url.clone();
     let config = Config {
         database_url: Some(database_url),
         addr: "127.0.0.1:0".parse()?,
@@ -116,9 +95,7 @@ async fn main() -> anyhow::Result<()> {
             commands.per_second() / raw.per_second(),
         );
     }
-    if let Some(mut pg) = cluster {
-        pg.stop().await?;
-    }
+    database.stop().await?;
     Ok(())
 }
 

@@ -12,13 +12,14 @@
 //! durable PostgreSQL). `BENCH_SECS` (default 5) sets the load duration;
 //! `BENCH_REPLAY_EVENTS` (default 100000) the replay size.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ledger::app::Application;
 use ledger::config::Config;
-use ledger::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message;
@@ -60,27 +61,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    let dir = tempfile::tempdir()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    }
-    let mut cluster = None;
-    let database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            let pg = EmbeddedPostgres::start(EmbeddedOptions {
-                data_dir: dir.path().join("pg"),
-                ephemeral: false,
-            })
-            .await?;
-            pg.create_database("ledger_bench_ws").await?;
-            let url = pg.url("ledger_bench_ws");
-            cluster = Some(pg);
-            url
-        }
-    };
+    let database = support::BenchDatabase::open("ledger_bench_ws").await?;
+    let database_url = database.url.clone();
     let admin = "bench-admin".to_string();
     let config = Config {
         database_url: Some(database_url),
@@ -136,9 +118,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  websocket, one client: {ws_rate:>10.0} messages/s");
     println!("  raw SQL, one query:    {sql_rate:>10.0} rows/s");
     println!("  ratio:                 {:>10.2}", ws_rate / sql_rate);
-    if let Some(mut pg) = cluster {
-        pg.stop().await?;
-    }
+    database.stop().await?;
     Ok(())
 }
 

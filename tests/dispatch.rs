@@ -31,17 +31,6 @@ async fn pair(app: &TestApp, agent: &FakeAgent) -> (Workspace, Workspace) {
     (source, target)
 }
 
-async fn delegation(app: &TestApp, ws: &Workspace, id: Uuid) -> Value {
-    let (status, body) = app
-        .get(
-            &format!("/workspaces/{}/delegations/{id}", ws.id),
-            &ws.token,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 fn history(body: &Value) -> Vec<String> {
     body["history"]
         .as_array()
@@ -102,7 +91,7 @@ async fn a_managed_delegation_completes_with_the_agents_answer_and_reaches_the_c
     // Every view, the activity feed included, has caught up.
     common::settle(&app.pool).await;
 
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     assert_eq!(body["result"], "the answer is 42");
     assert_eq!(history(&body), ["pending", "dispatched", "completed"]);
     let sends = agent.sends();
@@ -139,7 +128,7 @@ async fn a_long_task_is_followed_by_polling_until_it_completes() {
     let id = app.delegate(&source, target.id, json!({})).await;
     app.wait_status(id, "completed").await;
 
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     assert_eq!(body["result"], "finally done");
     assert_eq!(
         history(&body),
@@ -174,7 +163,7 @@ async fn a_v1_agent_chosen_from_its_card_is_sent_v1_requests() {
     let (source, target) = pair(&app, &agent).await;
     let id = app.delegate(&source, target.id, json!({})).await;
     app.wait_status(id, "completed").await;
-    assert_eq!(delegation(&app, &source, id).await["result"], "v1 answer");
+    assert_eq!(app.delegation(&source, id).await["result"], "v1 answer");
     let requests = agent.requests();
     assert!(requests
         .iter()
@@ -205,7 +194,7 @@ async fn transient_failures_are_retried_and_permanent_ones_fail_with_a_reason() 
     app.wait_status(id, "completed").await;
     assert_eq!(sends_of(&agent, id), 3);
     assert_eq!(
-        delegation(&app, &source, id).await["result"],
+        app.delegation(&source, id).await["result"],
         "third time lucky"
     );
 
@@ -215,7 +204,7 @@ async fn transient_failures_are_retried_and_permanent_ones_fail_with_a_reason() 
     });
     let failing = app.delegate(&source, target.id, json!({})).await;
     app.wait_status(failing, "failed").await;
-    let body = delegation(&app, &source, failing).await;
+    let body = app.delegation(&source, failing).await;
     assert!(
         body["error"]
             .as_str()
@@ -238,7 +227,7 @@ async fn an_unreachable_target_fails_after_the_configured_attempts() {
     let target = app.register_with(json!({ "url": base })).await;
     let id = app.delegate(&source, target.id, json!({})).await;
     app.wait_status(id, "failed").await;
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("gave up after 3 attempts"), "{error}");
 }
@@ -257,7 +246,7 @@ async fn a_busy_target_queues_the_delegation_and_a_heartbeat_with_capacity_drain
         "a busy answer is not blindly retried"
     );
 
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     let queue_id = body["queue_id"].as_str().expect("queue_id").to_string();
     let (status, queue) = app
         .get(
@@ -281,7 +270,7 @@ async fn a_busy_target_queues_the_delegation_and_a_heartbeat_with_capacity_drain
     assert_eq!(app.heartbeat(&target, 0, 1).await, 1);
     app.wait_status(id, "completed").await;
     wait_queue_status(&app, id, "completed").await;
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     assert_eq!(body["result"], "worth the wait");
     assert_eq!(
         history(&body),
@@ -366,7 +355,7 @@ async fn an_expired_item_is_never_sent_and_fails_its_delegation() {
         .await;
     // Nobody sends a heartbeat: the sweep ends it.
     app.wait_status(id, "failed").await;
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     assert_eq!(history(&body), ["pending", "queued", "failed"]);
     assert!(
         body["error"]
@@ -410,7 +399,7 @@ async fn a_queued_request_gets_five_attempts_then_fails() {
         .await;
     }
     app.wait_status(id, "failed").await;
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     assert!(
         body["error"]
             .as_str()
@@ -543,7 +532,7 @@ async fn v0_2_content_is_normalised_and_a_message_without_content_is_rejected() 
         .and_then(|s| s.parse().ok())
         .expect("id");
     app.wait_status(id, "completed").await;
-    assert_eq!(delegation(&app, &source, id).await["task"], "first\nsecond");
+    assert_eq!(app.delegation(&source, id).await["task"], "first\nsecond");
 
     let before = event_count(&app.pool).await;
     let cases = [
@@ -650,7 +639,7 @@ async fn an_agent_that_crashes_mid_request_is_retried_then_fails_with_the_reason
     let target = app.register_with(json!({ "url": base })).await;
     let id = app.delegate(&source, target.id, json!({})).await;
     app.wait_status(id, "failed").await;
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("gave up after 2 attempts"), "{error}");
     assert_eq!(
@@ -713,7 +702,7 @@ async fn an_agent_report_that_overtakes_the_acknowledgement_does_not_stop_the_fo
     assert_eq!(status, 200, "{body}");
     agent.release_sends(1);
     app.wait_status(id, "completed").await;
-    let body = delegation(&app, &source, id).await;
+    let body = app.delegation(&source, id).await;
     assert_eq!(body["result"], "followed anyway");
     assert_eq!(
         history(&body),
@@ -731,7 +720,7 @@ async fn an_answer_with_a_nul_character_is_stored_and_projected() {
     let id = app.delegate(&source, target.id, json!({})).await;
     app.wait_status(id, "completed").await;
     assert_eq!(
-        delegation(&app, &source, id).await["result"],
+        app.delegation(&source, id).await["result"],
         "before\u{FFFD}after"
     );
     common::settle(&app.pool).await;

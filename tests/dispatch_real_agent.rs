@@ -6,20 +6,8 @@
 mod common;
 
 use common::real_agent::start_real_agent;
-use common::{spawn_dispatching_app, TestApp, Workspace};
+use common::spawn_dispatching_app;
 use serde_json::{json, Value};
-use uuid::Uuid;
-
-async fn delegation(app: &TestApp, ws: &Workspace, id: Uuid) -> Value {
-    let (status, body) = app
-        .get(
-            &format!("/workspaces/{}/delegations/{id}", ws.id),
-            &ws.token,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 async fn exercise(registration: Value) {
     let agent = start_real_agent().await;
@@ -46,9 +34,9 @@ async fn exercise(registration: Value) {
     app.wait_status(quick, "completed").await;
     app.wait_status(slow, "completed").await;
 
-    let body = delegation(&app, &source, quick).await;
+    let body = app.delegation(&source, quick).await;
     assert_eq!(body["result"], "HELLO FROM THE LEDGER");
-    let body = delegation(&app, &source, slow).await;
+    let body = app.delegation(&source, slow).await;
     assert_eq!(body["result"], "TAKE YOUR TIME");
     let history: Vec<&str> = body["history"]
         .as_array()

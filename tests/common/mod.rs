@@ -177,23 +177,11 @@ impl TestApp {
         read(response).await
     }
 
-    /// Register a push-mode workspace with a fresh id.
+    /// Register a push-mode workspace with a fresh id, at a URL where
+    /// nothing answers.
     pub async fn register(&self) -> Workspace {
-        let id = Uuid::new_v4();
-        let response = self
-            .client
-            .post(self.url("/registry/register"))
-            .json(&json!({ "id": id, "url": format!("http://127.0.0.1:9/{id}") }))
-            .send()
-            .await
-            .expect("register should be sent");
-        let (status, body) = read(response).await;
-        assert_eq!(status, 200, "register failed: {body}");
-        let token = body["auth_token"]
-            .as_str()
-            .expect("first registration returns a token")
-            .to_string();
-        Workspace { id, token }
+        let url = format!("http://127.0.0.1:9/{}", Uuid::new_v4());
+        self.register_with(json!({ "url": url })).await
     }
 
     /// Record an agent-dispatched delegation; returns its id.
@@ -377,6 +365,18 @@ impl TestApp {
             .as_str()
             .and_then(|s| s.parse().ok())
             .expect("delegation_id")
+    }
+
+    /// `GET` the delegation as `ws` sees it (must answer 200).
+    pub async fn delegation(&self, ws: &Workspace, delegation_id: Uuid) -> Value {
+        let (status, body) = self
+            .get(
+                &format!("/workspaces/{}/delegations/{delegation_id}", ws.id),
+                &ws.token,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// The delegation's status in the `delegations` view.

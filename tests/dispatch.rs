@@ -496,6 +496,12 @@ async fn a_poll_mode_target_gets_its_task_in_its_feed_and_reports_the_result() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // The poller's cursor: after its first message, only the next one.
+    let second = app
+        .delegate(&source, target.id, json!({ "task": "and this" }))
+        .await;
+    app.wait_status(second, "dispatched").await;
+    common::settle(&app.pool).await;
     let (status, after) = app
         .get(
             &format!("/workspaces/{}/activity?since_id={cursor}", target.id),
@@ -503,6 +509,11 @@ async fn a_poll_mode_target_gets_its_task_in_its_feed_and_reports_the_result() {
         )
         .await;
     assert_eq!(status, 200, "{after}");
+    let rows = after.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{after}");
+    assert_eq!(rows[0]["activity_type"], "a2a_receive");
+    assert_eq!(rows[0]["request_body"]["task"], "and this");
+    assert_eq!(rows[0]["request_body"]["delegation_id"], second.to_string());
     let (_, inbox) = app
         .get(
             &format!("/workspaces/{}/activity?type=a2a_receive", source.id),

@@ -17,11 +17,16 @@ Behaviour:
   * any other message is answered at once with a single agent message
     holding the text upper-cased.
 
-Usage: python agent.py --port 8123 [--host 127.0.0.1] [--slow-seconds 1.5]
+Usage: python agent.py [--port 8123] [--host 127.0.0.1] [--slow-seconds 1.5]
+
+Once its socket listens it prints `ready <port>` on stdout (with --port 0,
+the default, the port the system chose), so a caller waits for that line
+instead of polling for the card.
 """
 
 import argparse
 import asyncio
+import socket
 
 import uvicorn
 from starlette.applications import Starlette
@@ -122,11 +127,20 @@ def build_app(host: str, port: int, slow_seconds: float) -> Starlette:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--slow-seconds", type=float, default=1.5)
     args = parser.parse_args()
-    app = build_app(args.host, args.port, args.slow_seconds)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Bind and listen before announcing: connections that arrive before
+    # uvicorn accepts wait in the backlog instead of being refused.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    app = build_app(args.host, port, args.slow_seconds)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    print(f"ready {port}", flush=True)
+    server.run(sockets=[sock])
 
 
 if __name__ == "__main__":

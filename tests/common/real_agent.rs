@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The Python `a2a-sdk` agent of tests/a2a_sdk/agent.py, killed on drop.
@@ -58,24 +58,21 @@ pub async fn start_real_agent() -> RealAgent {
         python.display()
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/a2a_sdk/agent.py");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     let mut child = Command::new(&python)
         .arg(&script)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--host", "127.0.0.1", "--port", "0"])
         .args(["--slow-seconds", "1"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("could not start {}: {e}: {INSTALL_HINT}", python.display()));
 
-    // Keep the agent's stderr drained (and for the failure message).
+    // Keep the agent's stderr drained (and for the failure message); the
+    // task ends when the agent closes it, i.e. when it exits.
     let stderr = Arc::new(Mutex::new(String::new()));
-    if let Some(mut pipe) = child.stderr.take() {
+    let drained = child.stderr.take().map(|mut pipe| {
         let sink = stderr.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 4096];
@@ -86,30 +83,30 @@ pub async fn start_real_agent() -> RealAgent {
                 let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
                 text.push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-        });
-    }
+        })
+    });
 
-    let base = format!("http://127.0.0.1:{port}");
-    let card_url = format!("{base}/.well-known/agent-card.json");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let log = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            panic!("the real A2A agent exited ({status}) before serving its card:\n{log}\n{INSTALL_HINT}");
-        }
-        if let Ok(response) = http.get(&card_url).send().await {
-            if response.status().is_success() {
-                break;
+    // The agent prints `ready <port>` once its socket listens.
+    let mut stdout = BufReader::new(child.stdout.take().expect("agent stdout")).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if let Some(port) = line.strip_prefix("ready ") {
+                return port.trim().parse::<u16>().ok();
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the real A2A agent did not serve {card_url} within 60s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        None
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the real A2A agent did not get ready within 60s"));
+    let Some(port) = ready else {
+        // It exited: wait for its last words, then report them.
+        if let Some(drained) = drained {
+            let _ = drained.await;
+        }
+        let log = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        panic!("the real A2A agent exited before it was ready:\n{log}\n{INSTALL_HINT}");
+    };
+    let base = format!("http://127.0.0.1:{port}");
     RealAgent {
         base,
         _child: child,

@@ -1,4 +1,8 @@
--- dispatch: the busy-target queue view and the dispatcher's checkpoint.
+-- dispatch: the busy-target queue view, the dispatcher's checkpoint, and
+-- the A2A version given at registration in the registry view (the
+-- dispatcher reads targets from the view).
+
+alter table workspaces add column protocol_version text;
 
 -- queued requests for busy targets, projected from queue item events.
 -- drain order is priority first (higher first), then the order in which the

@@ -69,8 +69,20 @@ pub async fn apply_event(
             .execute(conn)
             .await?;
         }
-        // Only the dispatcher needs it, and it reads the aggregate.
-        WorkspaceEvent::WorkspaceProtocolVersionSet { .. } => {}
+        WorkspaceEvent::WorkspaceProtocolVersionSet {
+            workspace_id,
+            protocol_version,
+            at,
+        } => {
+            sqlx::query(
+                "update workspaces set protocol_version = $2, updated_at = $3 where id = $1",
+            )
+            .bind(workspace_id)
+            .bind(protocol_version)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use aggregates::delegation::{
     Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate,
 };
 use aggregates::queue_item::{QueueItem, QueueItemCommand, QueueItemError, QueueItemStatus};
-use aggregates::workspace::{DeliveryMode, Workspace};
+use aggregates::workspace::DeliveryMode;
 use aggregates::Actor;
 use chrono::Utc;
 use serde_json::json;
@@ -82,56 +82,70 @@ async fn run(d: &Dispatcher, id: Uuid) -> Result<(), DispatchError> {
                 Some(_) | None => Ok(()),
             }
         }
-        _ => match delegation.remote_task_id() {
-            Some(task_id) => follow(d, &delegation, task_id.to_string()).await,
-            None => Ok(()),
+        _ => match (
+            delegation.remote_task_id(),
+            target_of(d, &delegation).await?,
+        ) {
+            (Some(task_id), Ok(Target::Push(push))) => {
+                follow(d, &delegation, &push, task_id.to_string()).await
+            }
+            (Some(_), Err(reason)) => fail(d, &delegation, reason).await,
+            _ => Ok(()),
         },
     }
 }
 
-/// How to reach the delegation's target; `Err` holds the failure reason
-/// when it cannot be reached at all (a permanent failure).
+/// How the delegation's target gets its work.
 enum Target {
-    Push {
-        url: String,
-        version: Option<ProtocolVersion>,
-    },
+    Push(Push),
     Poll,
 }
 
+/// Where a push target is registered, and the version given at
+/// registration (`None`: its agent card decides).
+struct Push {
+    url: String,
+    version: Option<ProtocolVersion>,
+}
+
+/// The target as the registry view has it — resolved once per drive, not
+/// per call; `Err` holds the failure reason when it cannot be reached at all
+/// (a permanent failure). The view, not the aggregate: the workspace
+/// aggregate grows with every heartbeat, and the delegate handler already
+/// required the target to be in the view.
 async fn target_of(
     d: &Dispatcher,
     delegation: &Delegation,
 ) -> Result<Result<Target, String>, DispatchError> {
     let target_id = delegation.target_id();
-    let workspace: Workspace = d.bus.load(&target_id.to_string()).await?;
-    if !workspace.is_registered() {
+    let row: Option<(Option<String>, String, Option<String>)> =
+        sqlx::query_as("select url, delivery_mode, protocol_version from workspaces where id = $1")
+            .bind(target_id)
+            .fetch_optional(&d.pool)
+            .await?;
+    let Some((url, mode, version)) = row else {
         return Ok(Err(format!(
             "target workspace {target_id} is not registered"
         )));
-    }
-    if workspace.delivery_mode() == DeliveryMode::Poll {
+    };
+    if mode == DeliveryMode::Poll.as_str() {
         return Ok(Ok(Target::Poll));
     }
-    let Some(url) = workspace.url() else {
+    let Some(url) = url else {
         return Ok(Err(format!("target workspace {target_id} has no URL")));
     };
-    let version = workspace
-        .protocol_version()
+    let version = version
+        .as_deref()
         .and_then(ProtocolVersion::from_version_str);
-    Ok(Ok(Target::Push {
-        url: url.to_string(),
-        version,
-    }))
+    Ok(Ok(Target::Push(Push { url, version })))
 }
 
 async fn endpoint_and_send(
     d: &Dispatcher,
-    url: &str,
-    version: Option<ProtocolVersion>,
+    push: &Push,
     delegation: &Delegation,
 ) -> Result<SendOutcome, CallError> {
-    let endpoint: Endpoint = d.endpoint(url, version).await?;
+    let endpoint: Endpoint = d.endpoint(&push.url, push.version).await?;
     d.call(d.client.send(
         &endpoint.url,
         endpoint.version,
@@ -143,7 +157,7 @@ async fn endpoint_and_send(
 
 /// First dispatch of a pending delegation.
 async fn send_direct(d: &Dispatcher, delegation: &Delegation) -> Result<(), DispatchError> {
-    let (url, version) = match target_of(d, delegation).await? {
+    let push = match target_of(d, delegation).await? {
         Err(reason) => return fail(d, delegation, reason).await,
         Ok(Target::Poll) => {
             let command = DelegationCommand::DeliverToInbox {
@@ -154,14 +168,14 @@ async fn send_direct(d: &Dispatcher, delegation: &Delegation) -> Result<(), Disp
             metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "inbox").increment(1);
             return Ok(());
         }
-        Ok(Target::Push { url, version }) => (url, version),
+        Ok(Target::Push(push)) => push,
     };
     let attempts = d.config.send_attempts.max(1);
     let mut tried = 0;
     loop {
         tried += 1;
-        match endpoint_and_send(d, &url, version, delegation).await {
-            Ok(outcome) => return acknowledge(d, delegation, outcome).await,
+        match endpoint_and_send(d, &push, delegation).await {
+            Ok(outcome) => return acknowledge(d, delegation, &push, outcome).await,
             Err(error) if error.is_busy() => return enqueue(d, delegation, &error).await,
             Err(error) if error.is_transient() && tried < attempts => {
                 metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => "retried")
@@ -190,12 +204,10 @@ async fn send_drained(
     queue_id: Uuid,
 ) -> Result<(), DispatchError> {
     let reason = match target_of(d, delegation).await? {
-        Ok(Target::Push { url, version }) => {
-            match endpoint_and_send(d, &url, version, delegation).await {
-                Ok(outcome) => return acknowledge(d, delegation, outcome).await,
-                Err(error) => error.reason,
-            }
-        }
+        Ok(Target::Push(push)) => match endpoint_and_send(d, &push, delegation).await {
+            Ok(outcome) => return acknowledge(d, delegation, &push, outcome).await,
+            Err(error) => error.reason,
+        },
         Ok(Target::Poll) => "the target now polls; a queued request cannot be pushed".to_string(),
         Err(reason) => reason,
     };
@@ -218,6 +230,7 @@ async fn send_drained(
 async fn acknowledge(
     d: &Dispatcher,
     delegation: &Delegation,
+    push: &Push,
     outcome: SendOutcome,
 ) -> Result<(), DispatchError> {
     let id = delegation.delegation_id();
@@ -244,7 +257,7 @@ async fn acknowledge(
             let state: Delegation = d.bus.load(&id.to_string()).await?;
             return match outcome {
                 SendOutcome::Task(task) if !state.status().is_some_and(|s| s.is_terminal()) => {
-                    follow(d, &state, task.id).await
+                    follow(d, &state, push, task.id).await
                 }
                 _ => Ok(()),
             };
@@ -256,7 +269,7 @@ async fn acknowledge(
         (_, Some(end @ (StatusUpdate::Completed { .. } | StatusUpdate::Failed { .. }))) => {
             finish(d, &state, end).await
         }
-        (SendOutcome::Task(task), _) => follow(d, &state, task.id).await,
+        (SendOutcome::Task(task), _) => follow(d, &state, push, task.id).await,
         (SendOutcome::Message(_), _) => Ok(()),
     }
 }
@@ -320,20 +333,16 @@ async fn enqueue(
 async fn follow(
     d: &Dispatcher,
     delegation: &Delegation,
+    push: &Push,
     task_id: String,
 ) -> Result<(), DispatchError> {
-    let (url, version) = match target_of(d, delegation).await? {
-        Ok(Target::Push { url, version }) => (url, version),
-        Ok(Target::Poll) => return Ok(()),
-        Err(reason) => return fail(d, delegation, reason).await,
-    };
     let mut status = delegation.status().unwrap_or(DelegationStatus::Dispatched);
     let mut readings = 0u32;
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(d.config.poll.delay(readings)).await;
         readings = readings.saturating_add(1);
-        let reading = match d.endpoint(&url, version).await {
+        let reading = match d.endpoint(&push.url, push.version).await {
             Ok(endpoint) => {
                 d.call(d.client.get_task(&endpoint.url, endpoint.version, &task_id))
                     .await

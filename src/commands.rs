@@ -34,6 +34,9 @@ pub struct Executed<A> {
     pub committed: usize,
     /// Whether the events became visible in every view before the timeout.
     pub visible: bool,
+    /// The sequence of the last event committed (`None` for a no-op), for
+    /// [`CommandBus::wait_for_views`].
+    pub last_sequence: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +144,7 @@ impl CommandBus {
                     state,
                     committed: 0,
                     visible: true,
+                    last_sequence: None,
                 });
             }
             match store.commit(events, context, metadata.clone()).await {
@@ -150,6 +154,7 @@ impl CommandBus {
                             state,
                             committed: 0,
                             visible: true,
+                            last_sequence: None,
                         });
                     };
                     let visible = if self.wait_for_views {
@@ -164,6 +169,7 @@ impl CommandBus {
                         state,
                         committed: committed.len(),
                         visible,
+                        last_sequence: Some(last.sequence),
                     });
                 }
                 Err(AggregateError::AggregateConflict) => continue,
@@ -171,6 +177,14 @@ impl CommandBus {
             }
         }
         Err(CommandError::Conflict)
+    }
+
+    /// Read-your-writes after commands run on a bus
+    /// [`without_view_wait`](Self::without_view_wait): wait (bounded) until
+    /// event `sequence` of the aggregate — and so everything committed
+    /// before it — is in every view. One wait for a batch of commands.
+    pub async fn wait_for_views<A: Aggregate>(&self, aggregate_id: &str, sequence: usize) -> bool {
+        self.wait_visible(A::TYPE, aggregate_id, sequence).await
     }
 
     /// Read-your-writes: wait until the event is sequenced and projected.

@@ -8,6 +8,10 @@
 //! item — so no item is ever dispatched twice. The dispatcher leader
 //! reacts to the claim in the log and sends.
 //!
+//! The claims of one drain commit without waiting for the views; the drain
+//! waits once, for its last write (which the views apply after every
+//! earlier one), so the heartbeat still answers read-your-writes.
+//!
 //! An item past its `expires_at` is never claimed: the drain marks it
 //! expired instead, and so does a periodic sweep, so that an item whose
 //! target never sends another heartbeat still ends (and ends its
@@ -45,7 +49,9 @@ pub async fn drain(
     slots: u32,
     now: DateTime<Utc>,
 ) -> Result<u32, DrainError> {
+    let quick = bus.without_view_wait();
     let mut claimed = 0u32;
+    let mut last_write: Option<(Uuid, usize)> = None;
     let mut after: Option<(i16, i64)> = None;
     while claimed < slots {
         let page: Vec<(Uuid, Option<DateTime<Utc>>, i16, i64)> = sqlx::query_as(
@@ -69,16 +75,22 @@ pub async fn drain(
                 break;
             }
             if expires_at.is_some_and(|e| e <= now) {
-                expire(bus, queue_id, now).await?;
+                if let Some(sequence) = expire(&quick, queue_id, now).await? {
+                    last_write = Some((queue_id, sequence));
+                }
                 continue;
             }
             let command = QueueItemCommand::Claim { at: now };
-            match bus
+            match quick
                 .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
                 .await
             {
-                Ok(executed) if executed.committed > 0 => claimed += 1,
-                Ok(_) => {}
+                Ok(executed) => {
+                    if let Some(sequence) = executed.last_sequence {
+                        claimed += 1;
+                        last_write = Some((queue_id, sequence));
+                    }
+                }
                 // Another drain took it, or it expired meanwhile: next one.
                 Err(CommandError::Rejected(
                     QueueItemError::NotQueued { .. } | QueueItemError::Expired,
@@ -87,6 +99,10 @@ pub async fn drain(
                 Err(other) => return Err(DrainError::Store(other.to_string())),
             }
         }
+    }
+    if let Some((queue_id, sequence)) = last_write {
+        bus.wait_for_views::<QueueItem>(&queue_id.to_string(), sequence)
+            .await;
     }
     if claimed > 0 {
         tracing::info!(%target, claimed, "drained queued requests");
@@ -109,14 +125,20 @@ pub async fn expire_due(
     .await?;
     let mut expired = 0;
     for queue_id in due {
-        if expire(bus, queue_id, now).await? {
+        if expire(bus, queue_id, now).await?.is_some() {
             expired += 1;
         }
     }
     Ok(expired)
 }
 
-async fn expire(bus: &CommandBus, queue_id: Uuid, now: DateTime<Utc>) -> Result<bool, DrainError> {
+/// Expire one item; returns the sequence of its expiry event, if this call
+/// wrote one.
+async fn expire(
+    bus: &CommandBus,
+    queue_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<usize>, DrainError> {
     match bus
         .execute::<QueueItem>(
             &queue_id.to_string(),
@@ -125,8 +147,8 @@ async fn expire(bus: &CommandBus, queue_id: Uuid, now: DateTime<Utc>) -> Result<
         )
         .await
     {
-        Ok(executed) => Ok(executed.committed > 0),
-        Err(CommandError::Rejected(_)) | Err(CommandError::Conflict) => Ok(false),
+        Ok(executed) => Ok(executed.last_sequence),
+        Err(CommandError::Rejected(_)) | Err(CommandError::Conflict) => Ok(None),
         Err(other) => Err(DrainError::Store(other.to_string())),
     }
 }

@@ -194,6 +194,19 @@ async fn register(
     Ok((id, token))
 }
 
+/// `n` poll-mode workspaces to delegate from, one per client.
+async fn callers(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> anyhow::Result<Vec<(Uuid, String)>> {
+    let mut sources = Vec::with_capacity(n);
+    for _ in 0..n {
+        sources.push(register(client, base, json!({ "delivery_mode": "poll" })).await?);
+    }
+    Ok(sources)
+}
+
 /// Closed-loop managed delegations from `clients` clients; returns how many
 /// completed, the time taken, the POST → completion latencies and the ids.
 async fn delegations(
@@ -205,10 +218,7 @@ async fn delegations(
     duration: Duration,
 ) -> anyhow::Result<(usize, Duration, Vec<Duration>, Vec<Uuid>)> {
     let (target, _) = register(client, base, json!({ "url": agent_url })).await?;
-    let mut sources = Vec::new();
-    for _ in 0..clients {
-        sources.push(register(client, base, json!({ "delivery_mode": "poll" })).await?);
-    }
+    let sources = callers(client, base, clients).await?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -281,10 +291,7 @@ async fn recorded(
     duration: Duration,
 ) -> anyhow::Result<f64> {
     let (target, _) = register(client, base, json!({ "delivery_mode": "poll" })).await?;
-    let mut sources = Vec::new();
-    for _ in 0..clients {
-        sources.push(register(client, base, json!({ "delivery_mode": "poll" })).await?);
-    }
+    let sources = callers(client, base, clients).await?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();

@@ -46,7 +46,8 @@ pub fn actor() -> Actor {
     Actor::System("dispatcher".to_string())
 }
 
-fn metadata() -> HashMap<String, String> {
+/// The metadata recorded with the dispatcher's events.
+pub fn metadata() -> HashMap<String, String> {
     HashMap::from([("actor".to_string(), "system:dispatcher".to_string())])
 }
 

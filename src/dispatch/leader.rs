@@ -20,14 +20,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::delegation::{Delegation, DelegationCommand, DelegationError};
+use aggregates::delegation::{Delegation, DelegationCommand, DelegationError, StatusUpdate};
 use chrono::Utc;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::drain::expire_due;
-use super::drive::actor;
+use super::drive::{actor, metadata};
 use super::reactions::{reaction, Reaction};
 use super::{DispatchError, Dispatcher};
 use crate::commands::CommandError;
@@ -184,7 +184,7 @@ async fn resume(
 async fn finish(
     d: &Dispatcher,
     delegation_id: Uuid,
-    update: aggregates::delegation::StatusUpdate,
+    update: StatusUpdate,
 ) -> Result<(), DispatchError> {
     let command = DelegationCommand::UpdateStatus {
         update,
@@ -193,14 +193,7 @@ async fn finish(
     };
     match d
         .bus
-        .execute::<Delegation>(
-            &delegation_id.to_string(),
-            command,
-            std::collections::HashMap::from([(
-                "actor".to_string(),
-                "system:dispatcher".to_string(),
-            )]),
-        )
+        .execute::<Delegation>(&delegation_id.to_string(), command, metadata())
         .await
     {
         Ok(_) => Ok(()),

@@ -13,8 +13,7 @@
 //!   an event, and this turns it into the delegation's end. The dispatcher
 //!   moves its checkpoint past the entry only after the finish committed.
 
-use aggregates::delegation::StatusUpdate;
-use aggregates::delegation::{DelegationEvent, Origin};
+use aggregates::delegation::{DelegationEvent, Origin, StatusUpdate};
 use aggregates::queue_item::QueueItemEvent;
 use projections::LedgerEvent;
 use serde_json::Value;

@@ -62,13 +62,10 @@ fn acknowledged_raw(outcome: &SendOutcome) -> Vec<StatusUpdate> {
     }
 }
 
-/// The step a reading of the remote task stands for, if any (agent text
-/// [`sanitized`]).
+/// The step a reading of the remote task stands for, if any. Its text is
+/// made storable where it is recorded (a step with text ends the delegation,
+/// and the drive's `finish` sanitizes every end).
 pub fn task_step(task: &TaskSnapshot) -> Option<StatusUpdate> {
-    task_step_raw(task).map(sanitized)
-}
-
-fn task_step_raw(task: &TaskSnapshot) -> Option<StatusUpdate> {
     let detail = task
         .status_text
         .as_deref()

@@ -148,26 +148,19 @@ fn task_of(body: &DelegateRequest) -> Result<String, ApiError> {
 fn queue_options(body: &DelegateRequest) -> Result<QueueOptions, ApiError> {
     let priority = match &body.priority {
         None | Some(Value::Null) => Priority::default(),
-        Some(Value::String(name)) => match name.as_str() {
-            "critical" => Priority::Critical,
-            "task" => Priority::Task,
-            "info" => Priority::Info,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "priority must be \"critical\", \"task\" or \"info\" (or 100, 50, 10); got {other:?}"
-                )))
-            }
-        },
+        Some(Value::String(name)) => Priority::from_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "priority must be \"critical\", \"task\" or \"info\" (or 100, 50, 10); got {name:?}"
+            ))
+        })?,
         Some(Value::Number(n)) => n.as_i64().and_then(Priority::from_value).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "priority must be 100 (critical), 50 (task) or 10 (info); got {n}"
             ))
         })?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "priority must be a name (\"critical\", \"task\", \"info\") or a number (100, 50, 10)",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request(
+            "priority must be a name (\"critical\", \"task\", \"info\") or a number (100, 50, 10)",
+        )),
     };
     let expires_in_seconds = match body.expires_in_seconds {
         None => None,

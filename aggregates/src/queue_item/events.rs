@@ -25,6 +25,17 @@ impl Priority {
         }
     }
 
+    /// The priority with that name (`"critical"`, `"task"`, `"info"`, as
+    /// serialized), if it is one of the three.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "critical" => Some(Self::Critical),
+            "task" => Some(Self::Task),
+            "info" => Some(Self::Info),
+            _ => None,
+        }
+    }
+
     /// The priority with that numeric value, if it is one of the three.
     pub fn from_value(value: i64) -> Option<Self> {
         match value {

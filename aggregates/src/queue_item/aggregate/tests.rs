@@ -658,3 +658,12 @@ fn errors_read_as_sentences() {
         "the queue item is dispatched, not queued"
     );
 }
+
+#[test]
+fn priority_names_are_the_serialized_names() {
+    for priority in [Priority::Critical, Priority::Task, Priority::Info] {
+        let name = serde_json::to_value(priority).expect("json");
+        assert_eq!(name.as_str().and_then(Priority::from_name), Some(priority));
+    }
+    assert_eq!(Priority::from_name("urgent"), None);
+}

@@ -112,7 +112,9 @@ async fn register(
             .bus
             .execute::<Workspace>(&id.to_string(), command, HashMap::new())
             .await?;
-        set_protocol_version(&state, id, protocol_version).await?;
+        if protocol_version.is_some() {
+            set_protocol_version(&state, id, protocol_version).await?;
+        }
         tracing::info!(%id, mode = delivery_mode.as_str(), "workspace registered");
         return Ok(Json(RegisterResponse {
             id,

@@ -34,7 +34,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ledger::app::Application;
-use ledger::config::Config;
 use sqlx::PgPool;
 
 const WORKSPACES: i64 = 1000;
@@ -155,14 +154,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let started = Instant::now();
-    let app = Application::build(Config {
-        database_url: Some(database_url.clone()),
-        addr: "127.0.0.1:0".parse()?,
-        admin_token: Some("bench".into()),
-        max_connections: 16,
-        ..Config::default()
-    })
-    .await?;
+    let app = Application::build(support::service_config(&database_url, 16)).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
     loop {
@@ -407,7 +399,7 @@ async fn http_runs(
         let started = Instant::now();
         let response = client
             .get(format!("{base}{path}"))
-            .bearer_auth("bench")
+            .bearer_auth(support::ADMIN_TOKEN)
             .send()
             .await?;
         anyhow::ensure!(
@@ -451,7 +443,7 @@ async fn export(
     let started = Instant::now();
     let mut response = client
         .get(format!("{base}{path}"))
-        .bearer_auth("bench")
+        .bearer_auth(support::ADMIN_TOKEN)
         .header("accept", "application/x-ndjson")
         .send()
         .await?;

@@ -36,7 +36,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use ledger::a2a::{A2aClient, A2aClientConfig, ProtocolVersion};
 use ledger::app::Application;
-use ledger::config::Config;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use support::{ms, percentile};
@@ -45,7 +44,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 const CONCURRENCY: [usize; 2] = [16, 64];
-const ADMIN: &str = "bench";
+const ADMIN: &str = support::ADMIN_TOKEN;
 
 /// Completion waiters by delegation id; a completion that arrives before
 /// its waiter is kept as `None`.
@@ -63,13 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let agent = fake_agent::FakeAgent::start().await;
     agent.set_reply(fake_agent::Reply::Message("done".into()));
 
-    let config = Config {
-        database_url: Some(database_url),
-        addr: "127.0.0.1:0".parse()?,
-        admin_token: Some(ADMIN.into()),
-        max_connections: 80,
-        ..Config::default()
-    };
+    let config = support::service_config(&database_url, 80);
     let app = Application::build(config).await?;
     let pool = app.pool().clone();
     let port = app.port();
@@ -331,7 +324,8 @@ async fn recorded(
 /// The ceiling: the agent driven directly with the ledger's A2A client,
 /// closed loop, at the same concurrency; returns sends per second.
 async fn direct_sends(agent_url: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
-    let client = A2aClient::new(A2aClientConfig::default())?;
+    let local: ledger::a2a::OutboundPolicy = "127.0.0.0/8".parse().map_err(anyhow::Error::msg)?;
+    let client = A2aClient::new(A2aClientConfig::default(), local)?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger::app::Application;
-use ledger::config::Config;
 use serde_json::json;
 use sqlx::PgPool;
 use support::ms;
@@ -52,13 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(seconds);
     let database = support::BenchDatabase::open("ledger_bench").await?;
     let database_url = database.url.clone();
-    let config = Config {
-        database_url: Some(database_url),
-        addr: "127.0.0.1:0".parse()?,
-        admin_token: Some("bench".into()),
-        max_connections: 80,
-        ..Config::default()
-    };
+    let config = support::service_config(&database_url, 80);
     let app = Application::build(config).await?;
     let pool = app.pool().clone();
     let base = format!("http://127.0.0.1:{}", app.port());

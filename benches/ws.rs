@@ -63,13 +63,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(100_000);
     let database = support::BenchDatabase::open("ledger_bench_ws").await?;
     let database_url = database.url.clone();
-    let admin = "bench-admin".to_string();
-    let config = Config {
-        database_url: Some(database_url),
-        addr: "127.0.0.1:0".parse()?,
-        admin_token: Some(admin.clone()),
-        ..Config::default()
-    };
+    let admin = support::ADMIN_TOKEN.to_string();
+    let config = support::service_config(&database_url, Config::default().max_connections);
     let app = Application::build(config).await?;
     let pool = app.pool().clone();
     let port = app.port();

@@ -45,12 +45,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
         // Before any background task counts something.
         http::metrics::install();
         let database = db::open(
             config.database_url.as_deref(),
             &config.data_dir,
-            config.max_connections,
+            &config.pool_settings(),
         )
         .await?;
         let admin_token = match (&config.admin_token, &database.embedded) {
@@ -71,8 +72,12 @@ impl Application {
         );
         let mut tasks = background.tasks;
         if config.dispatch.enabled {
-            let dispatcher =
-                Dispatcher::new(database.pool.clone(), bus.clone(), config.dispatch.clone())?;
+            let dispatcher = Dispatcher::new(
+                database.pool.clone(),
+                bus.clone(),
+                config.dispatch.clone(),
+                config.outbound.clone(),
+            )?;
             tasks.spawn(dispatch::leader::run(
                 Arc::new(dispatcher),
                 background.progress.clone(),
@@ -80,18 +85,23 @@ impl Application {
             ));
         }
         let (closing, closing_signal) = ShutdownTrigger::new();
+        let key_secret =
+            crate::secrets::installation_secret(&database.pool, crate::secrets::IDEMPOTENCY_KEYS)
+                .await?;
         let state = AppState {
             pool: database.pool.clone(),
             bus,
             admin_token: admin_token.as_deref().map(Arc::from),
-            known_tokens: Default::default(),
+            limits: Arc::new(http::limits::RateLimits::new(&config.limits)),
+            outbound: Arc::new(config.outbound.clone()),
+            key_secret: Arc::from(key_secret),
             hub: background.hub.clone(),
             shutdown: closing_signal,
             progress: background.progress.clone(),
             readiness_max_lag: config.readiness_max_lag,
         };
         let hub = background.hub;
-        let router = http::router(state, config.max_body_bytes);
+        let router = http::router(state, config.max_body_bytes, &config.limits);
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("could not listen on {}", config.addr))?;
@@ -157,7 +167,12 @@ impl Application {
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             closing.trigger();
         };
-        let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+        // The peer address feeds the per-address rate limits.
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         // In-flight requests get a bounded grace period once shutdown starts.
         let grace = async move {
             closed.wait().await;
@@ -231,6 +246,24 @@ pub async fn start_background(
     })
 }
 
+/// Write `contents` to `path` readable by the owner only — from the first
+/// byte: the file is created 0600 under a temporary name and renamed into
+/// place, so it is never world-readable, not even briefly.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
 /// The admin token of an embedded installation: generated on first start,
 /// printed once, and kept (owner-readable only) in the data directory.
 fn embedded_admin_token(data_dir: &Path) -> anyhow::Result<String> {
@@ -244,13 +277,8 @@ fn embedded_admin_token(data_dir: &Path) -> anyhow::Result<String> {
     }
     let token = http::auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(data_dir)?;
-    std::fs::write(&path, format!("{token}\n"))
+    write_private(&path, &format!("{token}\n"))
         .with_context(|| format!("could not save {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
     println!(
         "Generated admin token (shown once; saved in {}): {token}",
         path.display()

@@ -112,8 +112,7 @@ impl CommandBus {
     #[tracing::instrument(
         name = "command",
         skip_all,
-        fields(aggregate = A::TYPE, aggregate_id = %aggregate_id),
-        err(level = "info", Display)
+        fields(aggregate = A::TYPE, aggregate_id = %aggregate_id)
     )]
     pub async fn execute<A>(
         &self,

@@ -23,6 +23,15 @@ pub struct Config {
     pub visibility_timeout: Duration,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// Longest a request waits for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// Longest any statement of the service may run.
+    pub statement_timeout: Duration,
+    /// Where the dispatcher may connect (and which push URLs registration
+    /// accepts): public addresses plus the ranges allowed here.
+    pub outbound: crate::a2a::OutboundPolicy,
+    /// Rate limits, request timeout and in-flight bound.
+    pub limits: crate::http::limits::Limits,
     /// The live feed: subscriber buffer, pings, send timeout.
     pub hub: crate::ws::HubConfig,
     /// `/readyz` fails when a projection is more than this many log
@@ -31,6 +40,33 @@ pub struct Config {
     /// The dispatcher: whether this process campaigns to lead it, and how
     /// it sends, retries and follows.
     pub dispatch: crate::dispatch::DispatchConfig,
+}
+
+/// The shortest admin token accepted: it guards everything, so it must not
+/// be guessable (a generated one is 68 characters).
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+impl Config {
+    /// The pool `serve` runs on.
+    pub fn pool_settings(&self) -> crate::db::PoolSettings {
+        crate::db::PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            statement_timeout: Some(self.statement_timeout),
+        }
+    }
+
+    /// Settings that cannot work together, or are unsafe, as one sentence.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(token) = &self.admin_token {
+            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+                return Err(format!(
+                    "the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} characters long (it guards every workspace and the audit log); generate one with e.g. `openssl rand -hex 32`"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -43,6 +79,10 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             visibility_timeout: Duration::from_secs(5),
             max_connections: 40,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            outbound: crate::a2a::OutboundPolicy::public_only(),
+            limits: crate::http::limits::Limits::default(),
             hub: crate::ws::HubConfig::default(),
             readiness_max_lag: 10_000,
             dispatch: crate::dispatch::DispatchConfig::default(),

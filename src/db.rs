@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,6 +19,30 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Name of the database inside the embedded cluster.
 pub const EMBEDDED_DATABASE: &str = "ledger";
+
+/// How the pool behaves. The defaults suit the CLI (a couple of
+/// connections, no statement bound); `serve` bounds both the wait for a
+/// connection and every statement, so a stuck database or a runaway query
+/// turns into an error instead of requests piling up.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// Longest wait for a free connection.
+    pub acquire_timeout: Duration,
+    /// `statement_timeout` on every connection; `None`: unbounded.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// A small pool without a statement bound (CLI commands).
+    pub fn small() -> Self {
+        Self {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: None,
+        }
+    }
+}
 
 /// A connected database, and the embedded cluster behind it if any (stop
 /// it last, after everything that uses the pool).
@@ -32,7 +57,7 @@ pub struct Database {
 pub async fn open(
     database_url: Option<&str>,
     data_dir: &Path,
-    max_connections: u32,
+    settings: &PoolSettings,
 ) -> anyhow::Result<Database> {
     let (url, embedded) = match database_url {
         Some(url) => (url.to_string(), None),
@@ -47,8 +72,8 @@ pub async fn open(
             (cluster.url(EMBEDDED_DATABASE), Some(cluster))
         }
     };
-    let pool = connect(&url, max_connections).await?;
-    migrate(&pool).await?;
+    migrate_url(&url).await?;
+    let pool = connect_with(&url, settings).await?;
     Ok(Database {
         pool,
         url,
@@ -56,15 +81,40 @@ pub async fn open(
     })
 }
 
-/// A pool on `url`.
+/// A pool on `url` with `max_connections` and no statement bound.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options =
+    connect_with(
+        url,
+        &PoolSettings {
+            max_connections,
+            ..PoolSettings::small()
+        },
+    )
+    .await
+}
+
+/// A pool on `url` as `settings` say.
+pub async fn connect_with(url: &str, settings: &PoolSettings) -> anyhow::Result<PgPool> {
+    let mut options =
         PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    if let Some(timeout) = settings.statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+    }
     PgPoolOptions::new()
-        .max_connections(max_connections)
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
         .connect_with(options)
         .await
         .with_context(|| format!("could not connect to PostgreSQL at {}", redact(url)))
+}
+
+/// Migrate on a connection of its own: a migration may run longer than a
+/// serving pool lets a statement run.
+async fn migrate_url(url: &str) -> anyhow::Result<()> {
+    let pool = connect(url, 1).await?;
+    let migrated = migrate(&pool).await;
+    pool.close().await;
+    migrated
 }
 
 /// Apply every migration not yet applied.

@@ -11,17 +11,19 @@
 //! Layout under [`EmbeddedOptions::data_dir`]:
 //!
 //! * `pgdata/`       – the cluster itself (created by `initdb`, kept across restarts);
-//! * `sockets/`      – the server's unix socket directory (clients here use TCP);
-//! * `postgres.log`  – server log (`pg_ctl -l`), rotated to `postgres.log.1` when large.
+//! * `sockets/`      – the server's unix socket directory, 0700 (clients here use TCP);
+//! * `postgres.log`  – server log (`pg_ctl -l`), rotated to `postgres.log.1` when large;
+//! * `postgres-password` – the superuser's generated password, 0600.
 //!
 //! PostgreSQL refuses to run as root. When this process is root (containers, CI), the
 //! server tools (`initdb`, `pg_ctl`) are run as the `postgres` OS user through
 //! `runuser` (or `su`), and the directories the server writes to are chowned to it.
 //!
-//! The server only listens on 127.0.0.1 and uses `trust` authentication: anybody who
-//! can open a loopback connection on this machine can use it. That is acceptable for a
-//! single-tenant service machine and for tests; a shared production host should set
-//! `DATABASE_URL` to a properly secured server instead.
+//! The server only listens on 127.0.0.1 and requires a password (`scram-sha-256`, for
+//! TCP and the unix socket alike): a generated one, kept owner-readable in the data
+//! directory, so other local accounts can neither connect as the superuser nor reach
+//! the socket (its directory is 0700). A cluster made by an older version with `trust`
+//! authentication is given a password and switched over on its next start.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{Read, Seek, SeekFrom};
@@ -69,9 +71,14 @@ pub struct EmbeddedPostgres {
     port: u16,
     bin_dir: PathBuf,
     run_as: Option<RunAs>,
+    /// The superuser's password (also in `postgres-password`, 0600).
+    password: String,
     /// Atomic (not a plain bool) so the `&'static` test cluster can be stopped from an atexit hook.
     stopped: AtomicBool,
 }
+
+/// The file holding the superuser's password, in the data directory.
+const PASSWORD_FILE: &str = "postgres-password";
 
 /// How to start an [`EmbeddedPostgres`].
 ///
@@ -178,6 +185,17 @@ impl Invocation {
             .with_context(|| format!("failed to run {}", self.display()))
     }
 
+    /// A client tool's run, authenticating with `password` (through the
+    /// environment, never the command line other users can read).
+    async fn output_with_password(&self, password: &str) -> Result<Output> {
+        let mut command = self.std_command();
+        command.env("PGPASSWORD", password);
+        tokio::process::Command::from(command)
+            .output()
+            .await
+            .with_context(|| format!("failed to run {}", self.display()))
+    }
+
     fn output_blocking(&self) -> Result<Output> {
         self.std_command()
             .output()
@@ -245,8 +263,11 @@ impl EmbeddedPostgres {
 
         std::fs::create_dir_all(&socket_dir)
             .with_context(|| format!("failed to create {}", socket_dir.display()))?;
-        std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o755))
+        // Only the server's own user may reach its socket.
+        std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("failed to chmod {}", socket_dir.display()))?;
+        let (password, legacy_trust) =
+            load_or_create_password(&data_dir, existing_version.is_some())?;
         prepare_log_file(&log_file)?;
         if let Some(ra) = &run_as {
             for path in [&data_dir, &socket_dir, &log_file] {
@@ -269,6 +290,7 @@ impl EmbeddedPostgres {
             port: 0,
             bin_dir,
             run_as,
+            password,
             // Nothing to stop until pg_ctl start succeeded.
             stopped: AtomicBool::new(true),
         };
@@ -278,6 +300,9 @@ impl EmbeddedPostgres {
             pg.stop_leftover_server().await?;
         }
         pg.launch(options.ephemeral).await?;
+        if legacy_trust {
+            pg.require_password().await?;
+        }
         tracing::info!(
             port = pg.port,
             bin_dir = %pg.bin_dir.display(),
@@ -288,15 +313,21 @@ impl EmbeddedPostgres {
         Ok(pg)
     }
 
-    /// postgres://postgres@127.0.0.1:PORT/DBNAME
+    /// postgres://postgres:PASSWORD@127.0.0.1:PORT/DBNAME
     ///
     /// Why: the rest of the service only speaks connection URLs (sqlx, `DATABASE_URL`).
     pub fn url(&self, database: &str) -> String {
         format!(
-            "postgres://{PG_USER}@127.0.0.1:{}/{}",
+            "postgres://{PG_USER}:{}@127.0.0.1:{}/{}",
+            percent_encode(&self.password),
             self.port,
             percent_encode(database)
         )
+    }
+
+    /// The superuser's password (for client tools: `PGPASSWORD`).
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// The TCP port the server listens on (127.0.0.1 only).
@@ -349,7 +380,9 @@ impl EmbeddedPostgres {
         .map(OsString::from)
         .collect();
         // A client: it may run as root, no user switch needed.
-        let out = Invocation::new(None, &createdb, &args).output().await?;
+        let out = Invocation::new(None, &createdb, &args)
+            .output_with_password(&self.password)
+            .await?;
         if out.status.success() {
             tracing::info!(database = name, port = self.port, "created database");
             return Ok(());
@@ -435,12 +468,22 @@ impl EmbeddedPostgres {
 
     async fn initdb(&self, ephemeral: bool) -> Result<()> {
         let began = Instant::now();
+        // initdb reads the password from a file it can read (it may run as
+        // the `postgres` user): a private copy, removed right after.
+        let pwfile = self.data_dir.join(format!("{PASSWORD_FILE}.initdb"));
+        write_private_file(&pwfile, &self.password)?;
+        if let Some(ra) = &self.run_as {
+            std::os::unix::fs::chown(&pwfile, Some(ra.uid), Some(ra.gid))
+                .with_context(|| format!("failed to chown {}", pwfile.display()))?;
+        }
         let mut args: Vec<OsString> = vec![
             "-D".into(),
             self.pgdata.clone().into(),
             "-U".into(),
             PG_USER.into(),
-            "--auth=trust".into(),
+            "--auth=scram-sha-256".into(),
+            "--pwfile".into(),
+            pwfile.clone().into(),
             "-E".into(),
             "UTF8".into(),
             "--no-locale".into(),
@@ -450,7 +493,9 @@ impl EmbeddedPostgres {
         }
         let out = Invocation::new(self.run_as.as_ref(), &self.bin_dir.join("initdb"), &args)
             .output()
-            .await?;
+            .await;
+        let _ = std::fs::remove_file(&pwfile);
+        let out = out?;
         if !out.status.success() {
             bail!(
                 "initdb of {} failed ({}): {}",
@@ -464,6 +509,72 @@ impl EmbeddedPostgres {
             elapsed_ms = began.elapsed().as_millis() as u64,
             "initialized new PostgreSQL cluster"
         );
+        Ok(())
+    }
+
+    /// A cluster made with `trust` authentication (by an older version) gets the
+    /// generated password and is switched to `scram-sha-256` for every connection.
+    async fn require_password(&self) -> Result<()> {
+        let psql = self.client_tool("psql")?;
+        // The statement goes through a private file, not the command line.
+        let script = self.data_dir.join(format!("{PASSWORD_FILE}.sql"));
+        write_private_file(
+            &script,
+            &format!(
+                "alter role {PG_USER} password '{}';\n",
+                self.password.replace('\'', "''")
+            ),
+        )?;
+        let port = self.port.to_string();
+        let args: Vec<OsString> = [
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            PG_USER,
+            "-d",
+            "postgres",
+            "-f",
+        ]
+        .iter()
+        .map(OsString::from)
+        .chain([script.clone().into_os_string()])
+        .collect();
+        let out = Invocation::new(None, &psql, &args)
+            .output_with_password(&self.password)
+            .await;
+        let _ = std::fs::remove_file(&script);
+        let out = out?;
+        if !out.status.success() {
+            bail!(
+                "setting the superuser's password failed ({}): {}",
+                out.status,
+                describe_output(&out)
+            );
+        }
+        let hba = self.pgdata.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)
+            .with_context(|| format!("failed to read {}", hba.display()))?;
+        std::fs::write(&hba, require_scram(&rules))
+            .with_context(|| format!("failed to write {}", hba.display()))?;
+        let args: Vec<OsString> = vec!["reload".into(), "-D".into(), self.pgdata.clone().into()];
+        let out = Invocation::new(self.run_as.as_ref(), &self.bin_dir.join("pg_ctl"), &args)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl reload of {} failed ({}): {}",
+                self.pgdata.display(),
+                out.status,
+                describe_output(&out)
+            );
+        }
+        tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL now requires a password");
         Ok(())
     }
 
@@ -1161,6 +1272,60 @@ fn shell_quote(s: &OsStr) -> Vec<u8> {
 }
 
 /// Percent-encodes a database name for the path part of a URL.
+/// The superuser's password: read from the data directory, or generated
+/// and saved there (0600). `true` with it when the cluster exists but has no
+/// password yet — made with `trust` by an older version.
+fn load_or_create_password(data_dir: &Path, cluster_exists: bool) -> Result<(String, bool)> {
+    let path = data_dir.join(PASSWORD_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness for a password: {e}"))?;
+    let password = hex::encode(bytes);
+    write_private_file(&path, &password)?;
+    Ok((password, cluster_exists))
+}
+
+/// Write a file readable by its owner only, from its creation on.
+fn write_private_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// pg_hba.conf with every `trust` rule turned into `scram-sha-256`.
+fn require_scram(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let is_rule = fields
+                .first()
+                .is_some_and(|kind| matches!(*kind, "local" | "host" | "hostssl" | "hostnossl"));
+            if is_rule && fields.last() == Some(&"trust") {
+                let cut = line.rfind("trust").unwrap_or(line.len());
+                format!("{}scram-sha-256", &line[..cut])
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -1176,6 +1341,24 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_rules_become_password_rules_and_nothing_else_changes() {
+        let rules = "# TYPE DATABASE USER ADDRESS METHOD\n\
+                     # a comment ending in trust\n\
+                     local   all all                trust\n\
+                     host    all all 127.0.0.1/32   trust\n\
+                     host    all all ::1/128        scram-sha-256\n";
+        let changed = require_scram(rules);
+        assert_eq!(
+            changed,
+            "# TYPE DATABASE USER ADDRESS METHOD\n\
+             # a comment ending in trust\n\
+             local   all all                scram-sha-256\n\
+             host    all all 127.0.0.1/32   scram-sha-256\n\
+             host    all all ::1/128        scram-sha-256\n"
+        );
+    }
 
     #[test]
     fn quoting_and_encoding() {

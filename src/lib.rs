@@ -21,6 +21,7 @@
 //! * [`http`] — the REST API of API.md.
 //! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
 //! * [`leader`] — advisory-lock election of the single-leader roles.
+//! * [`secrets`] — secrets of the installation, kept in the database.
 //! * [`shutdown`], [`telemetry`] — plumbing.
 //!
 //! The pure domain lives in the `aggregates` crate and the read-model
@@ -38,6 +39,7 @@ pub mod http;
 pub mod leader;
 pub mod log;
 pub mod projection_runner;
+pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;
 pub mod ws;

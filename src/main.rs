@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ledger::app::Application;
 use ledger::config::Config;
+use ledger::db::PoolSettings;
+use ledger::http::limits::Limits;
 use ledger::{db, projection_runner, telemetry};
 
 #[derive(Debug, Parser)]
@@ -60,6 +63,11 @@ enum Command {
         /// Most A2A calls the dispatcher runs at once.
         #[arg(long, env = "LEDGER_DISPATCH_CONCURRENCY", default_value_t = 64)]
         dispatch_concurrency: usize,
+        /// Most A2A calls in flight to one target workspace.
+        #[arg(long, env = "LEDGER_DISPATCH_PER_TARGET", default_value_t = 8)]
+        dispatch_per_target: usize,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -73,6 +81,46 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// Where the service may connect and how much one caller may ask of it.
+#[derive(Debug, Args)]
+struct SecurityArgs {
+    /// Address ranges the dispatcher may call besides public addresses,
+    /// comma-separated CIDRs (e.g. 127.0.0.0/8 for agents on this host).
+    #[arg(long, env = "LEDGER_ALLOW_OUTBOUND", default_value = "")]
+    allow_outbound: ledger::a2a::OutboundPolicy,
+    /// Longest a request may take, in seconds (websocket feeds excepted).
+    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT", default_value_t = 30)]
+    request_timeout: u64,
+    /// Most requests served at once; more get 503.
+    #[arg(long, env = "LEDGER_MAX_IN_FLIGHT", default_value_t = 512)]
+    max_in_flight: usize,
+    /// Registrations per client address per minute (0: unlimited).
+    #[arg(long, env = "LEDGER_REGISTRATIONS_PER_MINUTE", default_value_t = 30)]
+    registrations_per_minute: u32,
+    /// Failed authentications per client address per minute (0: unlimited).
+    #[arg(long, env = "LEDGER_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    auth_failures_per_minute: u32,
+    /// Commands per workspace per second, bursts of twice that (0: unlimited).
+    #[arg(long, env = "LEDGER_COMMANDS_PER_SECOND", default_value_t = 100)]
+    commands_per_second: u32,
+    /// Live-feed subscribers of this process.
+    #[arg(long, env = "LEDGER_WS_MAX_SUBSCRIBERS", default_value_t = 2048)]
+    ws_max_subscribers: usize,
+    /// Live-feed subscribers per token.
+    #[arg(long, env = "LEDGER_WS_MAX_PER_TOKEN", default_value_t = 32)]
+    ws_max_per_token: usize,
+    /// A header carrying the client address, set by a reverse proxy you run
+    /// (e.g. x-forwarded-for; its last value is used). Unset: the TCP peer.
+    #[arg(long, env = "LEDGER_TRUSTED_CLIENT_IP_HEADER")]
+    trusted_client_ip_header: Option<axum::http::HeaderName>,
+    /// Longest wait for a database connection, in seconds.
+    #[arg(long, env = "LEDGER_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
+    db_acquire_timeout: u64,
+    /// Longest any statement may run, in seconds.
+    #[arg(long, env = "LEDGER_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    db_statement_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,7 +166,10 @@ async fn main() -> anyhow::Result<()> {
             readiness_max_lag,
             dispatch,
             dispatch_concurrency,
+            dispatch_per_target,
+            security,
         } => {
+            let defaults = Config::default();
             let config = Config {
                 database_url: cli.database.database_url,
                 data_dir: cli.database.data_dir,
@@ -129,9 +180,26 @@ async fn main() -> anyhow::Result<()> {
                 dispatch: ledger::dispatch::DispatchConfig {
                     enabled: dispatch,
                     max_in_flight: dispatch_concurrency.max(1),
+                    per_target_in_flight: dispatch_per_target.max(1),
                     ..Default::default()
                 },
-                ..Config::default()
+                outbound: security.allow_outbound,
+                acquire_timeout: Duration::from_secs(security.db_acquire_timeout.max(1)),
+                statement_timeout: Duration::from_secs(security.db_statement_timeout.max(1)),
+                limits: Limits {
+                    request_timeout: Duration::from_secs(security.request_timeout.max(1)),
+                    max_in_flight_requests: security.max_in_flight.max(1),
+                    registrations_per_minute: security.registrations_per_minute,
+                    auth_failures_per_minute: security.auth_failures_per_minute,
+                    commands_per_second: security.commands_per_second,
+                    trusted_client_ip_header: security.trusted_client_ip_header,
+                },
+                hub: ledger::ws::HubConfig {
+                    max_subscribers: security.ws_max_subscribers.max(1),
+                    max_subscribers_per_token: security.ws_max_per_token.max(1),
+                    ..defaults.hub.clone()
+                },
+                ..defaults
             };
             let app = Application::build(config).await?;
             println!("ledger listening on http://{}:{}", addr.ip(), app.port());
@@ -141,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
             let database = db::open(
                 cli.database.database_url.as_deref(),
                 &cli.database.data_dir,
-                2,
+                &PoolSettings::small(),
             )
             .await?;
             println!("migrations applied");
@@ -153,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
             let database = db::open(
                 cli.database.database_url.as_deref(),
                 &cli.database.data_dir,
-                2,
+                &PoolSettings::small(),
             )
             .await?;
             let result = rebuild(&database.pool, name.as_deref(), all).await;
@@ -178,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
             let database = db::open(
                 cli.database.database_url.as_deref(),
                 &cli.database.data_dir,
-                2,
+                &PoolSettings::small(),
             )
             .await?;
             let result = audit(&database.pool, command).await;

@@ -36,7 +36,9 @@ fn client_with(adjust: impl FnOnce(&mut A2aClientConfig)) -> A2aClient {
         ..A2aClientConfig::default()
     };
     adjust(&mut config);
-    A2aClient::new(config).expect("the A2A client should build")
+    // The agents of these tests run on this host.
+    A2aClient::new(config, "127.0.0.0/8".parse().expect("a range"))
+        .expect("the A2A client should build")
 }
 
 fn expect_message(outcome: SendOutcome) -> String {

@@ -19,12 +19,18 @@ use ledger::a2a::message_id_for;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const ADMIN: &str = "crash-admin";
+const ADMIN: &str = "crash-admin-0123456789abcdef0123456789abcdef";
 const IN_FLIGHT: usize = 100;
 const ACKNOWLEDGED: usize = 60;
 
 fn serve(database_url: &str) -> (Child, String) {
-    common::serve_binary(database_url, ADMIN)
+    // All 100 sends go to one agent at once: room for them past the
+    // default cap per target.
+    common::serve_binary_with(
+        database_url,
+        ADMIN,
+        &[("LEDGER_DISPATCH_PER_TARGET", "128")],
+    )
 }
 
 async fn register(client: &reqwest::Client, base: &str, body: Value) -> (Uuid, String) {

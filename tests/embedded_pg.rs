@@ -25,7 +25,22 @@ fn traversable_tempdir() -> Result<tempfile::TempDir> {
 
 /// Runs one SQL command with psql from the cluster's bin dir and returns trimmed stdout.
 async fn psql(pg: &EmbeddedPostgres, db: &str, sql: &str) -> Result<String> {
-    let out = tokio::process::Command::new(pg.bin_dir().join("psql"))
+    psql_as(pg, db, sql, Some(pg.password())).await
+}
+
+/// [`psql`] with `password` (none: no password at all).
+async fn psql_as(
+    pg: &EmbeddedPostgres,
+    db: &str,
+    sql: &str,
+    password: Option<&str>,
+) -> Result<String> {
+    let mut command = tokio::process::Command::new(pg.bin_dir().join("psql"));
+    command.env_remove("PGPASSWORD");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let out = command
         .args([
             "-X",
             "-v",
@@ -74,7 +89,7 @@ async fn start_query_restart_and_stop() -> Result<()> {
     assert!(tmp.path().join("cluster/pgdata/PG_VERSION").exists());
     assert!(pg
         .url("ledger_it")
-        .starts_with("postgres://postgres@127.0.0.1:"));
+        .starts_with(&format!("postgres://postgres:{}@127.0.0.1:", pg.password())));
     assert!(pg
         .url("ledger_it")
         .ends_with(&format!(":{}/ledger_it", pg.port())));
@@ -138,6 +153,70 @@ async fn start_replaces_a_server_left_running_by_a_crashed_run() -> Result<()> {
     Ok(())
 }
 
+fn mode_of(path: &Path) -> Result<u32> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("stat {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_takes_only_its_generated_password_and_keeps_it_private() -> Result<()> {
+    let tmp = traversable_tempdir()?;
+    let pg = EmbeddedPostgres::start(options(tmp.path())).await?;
+    let dir = tmp.path().join("cluster");
+    assert_eq!(mode_of(&dir.join("postgres-password"))?, 0o600);
+    assert_eq!(mode_of(&dir.join("sockets"))?, 0o700);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("postgres-password"))?.trim(),
+        pg.password()
+    );
+    assert!(pg.password().len() >= 32);
+    assert_eq!(psql(&pg, "postgres", "select 1").await?, "1");
+    let refused = psql_as(&pg, "postgres", "select 1", None)
+        .await
+        .expect_err("no password, no connection");
+    assert!(refused.to_string().contains("password"), "{refused:#}");
+    let wrong = psql_as(&pg, "postgres", "select 1", Some("guess"))
+        .await
+        .expect_err("a wrong password is refused");
+    assert!(
+        wrong.to_string().contains("password authentication failed"),
+        "{wrong:#}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_cluster_of_an_older_version_is_switched_to_a_password() -> Result<()> {
+    let tmp = traversable_tempdir()?;
+    let dir = tmp.path().join("cluster");
+    let mut pg = EmbeddedPostgres::start(options(tmp.path())).await?;
+    pg.create_database("kept").await?;
+    psql(
+        &pg,
+        "kept",
+        "create table t (v int); insert into t values (7)",
+    )
+    .await?;
+    pg.stop().await?;
+    // What an older version left: trust everywhere, no password file.
+    let hba = dir.join("pgdata/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba)?.replace("scram-sha-256", "trust");
+    std::fs::write(&hba, rules)?;
+    std::fs::remove_file(dir.join("postgres-password"))?;
+
+    let pg = EmbeddedPostgres::start(options(tmp.path())).await?;
+    assert_eq!(psql(&pg, "kept", "select v from t").await?, "7");
+    assert!(psql_as(&pg, "kept", "select 1", None).await.is_err());
+    assert!(!std::fs::read_to_string(&hba)?
+        .lines()
+        .any(|line| !line.trim_start().starts_with('#') && line.trim_end().ends_with("trust")));
+    assert_eq!(mode_of(&dir.join("postgres-password"))?, 0o600);
+    Ok(())
+}
+
 #[tokio::test]
 async fn drop_stops_the_server() -> Result<()> {
     let tmp = traversable_tempdir()?;
@@ -174,7 +253,8 @@ async fn shared_test_cluster_is_started_once() -> Result<()> {
     let url = shared_test_database("shared test/1").await?;
     assert!(
         url.starts_with(&format!(
-            "postgres://postgres@127.0.0.1:{}/shared_test_1_",
+            "postgres://postgres:{}@127.0.0.1:{}/shared_test_1_",
+            a.password(),
             a.port()
         )),
         "{url}"

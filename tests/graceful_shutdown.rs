@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-const ADMIN: &str = "graceful-admin";
+const ADMIN: &str = "graceful-admin-0123456789abcdef0123456789abcdef";
 
 fn serve(database_url: &str) -> (Child, String) {
     common::serve_binary(database_url, ADMIN)

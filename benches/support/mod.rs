@@ -6,7 +6,38 @@
 
 use std::time::Duration;
 
+use ledger::config::Config;
 use ledger::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
+
+/// The admin token of every benchmark's service.
+pub const ADMIN_TOKEN: &str = "bench-admin-0123456789abcdef0123456789abcdef";
+
+/// A service on `database_url` bound to a free port, as `ledger serve`
+/// runs it except where a benchmark must differ: it drives everything from
+/// one address (no rate limits), its agents and subscribers run on this
+/// host (loopback allowed, room for 1,000 admin subscribers).
+pub fn service_config(database_url: &str, max_connections: u32) -> Config {
+    let defaults = Config::default();
+    Config {
+        database_url: Some(database_url.to_string()),
+        addr: "127.0.0.1:0".parse().expect("an address"),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        max_connections,
+        outbound: "127.0.0.0/8".parse().expect("a range"),
+        limits: ledger::http::limits::Limits {
+            registrations_per_minute: 0,
+            auth_failures_per_minute: 0,
+            commands_per_second: 0,
+            ..Default::default()
+        },
+        hub: ledger::ws::HubConfig {
+            max_subscribers: 4096,
+            max_subscribers_per_token: 4096,
+            ..defaults.hub.clone()
+        },
+        ..defaults
+    }
+}
 
 /// The database a benchmark runs on; [`stop`](Self::stop) it at the end.
 pub struct BenchDatabase {

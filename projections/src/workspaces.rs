@@ -83,6 +83,25 @@ pub async fn apply_event(
             .execute(conn)
             .await?;
         }
+        WorkspaceEvent::WorkspaceTokenRotated {
+            workspace_id,
+            token_hash,
+            at,
+        } => {
+            sqlx::query("update workspaces set token_hash = $2, updated_at = $3 where id = $1")
+                .bind(workspace_id)
+                .bind(token_hash)
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
+        WorkspaceEvent::WorkspaceTokenRevoked { workspace_id, at } => {
+            sqlx::query("update workspaces set token_hash = null, updated_at = $2 where id = $1")
+                .bind(workspace_id)
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
     }
     Ok(())
 }

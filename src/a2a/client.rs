@@ -23,6 +23,19 @@
 //! A `Retry-After` header (seconds or an HTTP date) is surfaced on every
 //! error as a hint, whatever the kind.
 //!
+//! **Nothing remote is echoed.** A reason says what class of failure it was,
+//! the HTTP status and, for a JSON-RPC error, the agent's own error message
+//! (bounded, control characters removed) — never bytes of a body that is
+//! not the JSON-RPC we asked for (a redirect to the ledger's own `/metrics`
+//! once put its text into a delegation's `error`). URLs in reasons lose
+//! their query string and credentials.
+//!
+//! **Only where the outbound policy allows** ([`super::outbound`]): every
+//! name is resolved by the policy's resolver, IP literals are checked
+//! before the request, redirects are not followed and environment proxies
+//! are ignored. A refused destination is a permanent failure that names
+//! the policy, never something to retry.
+//!
 //! Timeouts: a connect timeout and a whole-request timeout, both
 //! configurable. Non-blocking sends keep requests short, so the request
 //! timeout can be tight; long tasks are followed by polling instead.
@@ -36,7 +49,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::card::{card_url, select_endpoint, AgentCard, Endpoint};
-use super::wire::{self, preview, SendOutcome, TaskSnapshot, WireError};
+use super::outbound::{refusal_in, OutboundPolicy, PolicyResolver};
+use super::wire::{self, SendOutcome, TaskSnapshot, WireError};
 use super::{message_id_for, ProtocolVersion};
 
 /// Settings of an [`A2aClient`].
@@ -167,27 +181,18 @@ pub fn classify_http(status: u16, body: &[u8]) -> HttpClass {
         503 if flag("restarting") => {
             HttpClass::Transient("HTTP 503: the agent is restarting".to_string())
         }
-        503 => HttpClass::Transient(with_body("HTTP 503 Service Unavailable", body)),
-        502 => HttpClass::Transient(with_body("HTTP 502 Bad Gateway", body)),
-        504 => HttpClass::Transient(with_body("HTTP 504 Gateway Timeout", body)),
-        408 => HttpClass::Transient(with_body("HTTP 408 Request Timeout", body)),
-        521..=524 => HttpClass::Transient(with_body(
-            &format!("HTTP {status}: the agent's origin is unreachable"),
-            body,
+        503 => HttpClass::Transient("HTTP 503 Service Unavailable".to_string()),
+        502 => HttpClass::Transient("HTTP 502 Bad Gateway".to_string()),
+        504 => HttpClass::Transient("HTTP 504 Gateway Timeout".to_string()),
+        408 => HttpClass::Transient("HTTP 408 Request Timeout".to_string()),
+        521..=524 => {
+            HttpClass::Transient(format!("HTTP {status}: the agent's origin is unreachable"))
+        }
+        300..=399 => HttpClass::Permanent(format!(
+            "HTTP {status}: a redirect, which the ledger does not follow"
         )),
-        300..=399 => HttpClass::Permanent(format!("HTTP {status}: unexpected redirect")),
-        400..=599 => HttpClass::Permanent(with_body(&format!("HTTP {status}"), body)),
+        400..=599 => HttpClass::Permanent(format!("HTTP {status}")),
         _ => HttpClass::Permanent(format!("unexpected HTTP status {status}")),
-    }
-}
-
-fn with_body(head: &str, body: &[u8]) -> String {
-    let text = preview(body);
-    let text = text.trim();
-    if text.is_empty() {
-        head.to_string()
-    } else {
-        format!("{head}: {text}")
     }
 }
 
@@ -208,17 +213,30 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 pub struct A2aClient {
     http: reqwest::Client,
     config: A2aClientConfig,
+    outbound: std::sync::Arc<OutboundPolicy>,
 }
 
 impl A2aClient {
-    pub fn new(config: A2aClientConfig) -> Result<Self, reqwest::Error> {
+    /// A client that connects only where `outbound` permits.
+    pub fn new(config: A2aClientConfig, outbound: OutboundPolicy) -> Result<Self, reqwest::Error> {
+        let outbound = std::sync::Arc::new(outbound);
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(config.user_agent.clone())
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // A redirect would send the request somewhere the checks
+            // below never looked (and hand its answer back to the caller).
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would be connected to instead
+            // of the agent, bypassing the resolver's check.
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(outbound.clone())))
             .build()?;
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            outbound,
+        })
     }
 
     pub fn config(&self) -> &A2aClientConfig {
@@ -231,7 +249,7 @@ impl A2aClient {
     /// busy agent keeps its transient/busy kind.
     pub async fn card(&self, base_url: &str) -> Result<AgentCard, CallError> {
         let url = card_url(base_url);
-        check_url(&url)?;
+        self.check_url(&url)?;
         let request = self
             .http
             .get(&url)
@@ -241,7 +259,10 @@ impl A2aClient {
             .exchange(request, &url, self.config.card_timeout)
             .await?;
         AgentCard::parse(&body).map_err(|reason| {
-            CallError::new(ErrorKind::Permanent, format!("{reason} (from {url})"))
+            CallError::new(
+                ErrorKind::Permanent,
+                format!("{reason} (from {})", display_url(&url)),
+            )
         })
     }
 
@@ -296,7 +317,7 @@ impl A2aClient {
         version: ProtocolVersion,
         request: &Value,
     ) -> Result<Vec<u8>, CallError> {
-        check_url(url)?;
+        self.check_url(url)?;
         let mut builder = self
             .http
             .post(url)
@@ -335,7 +356,8 @@ impl A2aClient {
                         let mut e = CallError::new(
                             ErrorKind::Permanent,
                             format!(
-                                "the agent's answer from {url} is larger than {} bytes",
+                                "the agent's answer from {} is larger than {} bytes",
+                                display_url(url),
                                 self.config.max_response_bytes
                             ),
                         );
@@ -374,27 +396,49 @@ impl A2aClient {
             HttpClass::Transient(reason) => (ErrorKind::Transient, reason),
             HttpClass::Permanent(reason) => (ErrorKind::Permanent, reason),
         };
-        let mut e = CallError::new(kind, format!("{reason} (from {url})"));
+        let mut e = CallError::new(kind, format!("{reason} (from {})", display_url(url)));
         e.http_status = Some(status);
         e.retry_after = retry_after;
         Err(e)
     }
+
+    /// An http(s) URL the outbound policy does not refuse by its text (its
+    /// name, if any, is checked when resolved).
+    fn check_url(&self, url: &str) -> Result<(), CallError> {
+        let parsed = parse_agent_url(url)?;
+        self.outbound
+            .check_url(&parsed)
+            .map_err(|refused| CallError::new(ErrorKind::Permanent, refused.to_string()))
+    }
 }
 
-fn check_url(url: &str) -> Result<(), CallError> {
+fn parse_agent_url(url: &str) -> Result<url::Url, CallError> {
     match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
         Ok(u) => Err(CallError::new(
             ErrorKind::Permanent,
-            format!(
-                "the agent URL {url:?} is not http(s) (scheme {:?})",
-                u.scheme()
-            ),
+            format!("the agent URL is not http(s) (scheme {:?})", u.scheme()),
         )),
         Err(e) => Err(CallError::new(
             ErrorKind::Permanent,
-            format!("the agent URL {url:?} is not a valid URL: {e}"),
+            format!("the agent URL is not a valid URL: {e}"),
         )),
+    }
+}
+
+/// `url` as failure reasons show it: scheme, host, port and path — no
+/// credentials, no query string, no fragment (they may hold secrets, and
+/// an agent card's URL is remote text).
+pub fn display_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => "an invalid URL".to_string(),
     }
 }
 
@@ -411,6 +455,10 @@ fn from_wire(e: WireError) -> CallError {
 
 /// A request that got no (complete) HTTP answer.
 fn transport_error(e: &reqwest::Error, url: &str, timeout: Duration) -> CallError {
+    if let Some(refused) = refusal_in(e) {
+        return CallError::new(ErrorKind::Permanent, refused.to_string());
+    }
+    let url = display_url(url);
     let detail = error_chain(e);
     if e.is_builder() {
         return CallError::new(
@@ -536,9 +584,10 @@ mod tests {
                 "{status}"
             );
         }
+        // The body is remote text: it never becomes part of the reason.
         assert_eq!(
             classify_http(502, b"upstream connect error"),
-            HttpClass::Transient("HTTP 502 Bad Gateway: upstream connect error".into())
+            HttpClass::Transient("HTTP 502 Bad Gateway".into())
         );
     }
 
@@ -553,8 +602,8 @@ mod tests {
             );
         }
         assert_eq!(
-            classify_http(404, b"Not Found"),
-            HttpClass::Permanent("HTTP 404: Not Found".into())
+            classify_http(404, b"# HELP ledger_events_appended_total"),
+            HttpClass::Permanent("HTTP 404".into())
         );
         assert!(matches!(classify_http(301, b""), HttpClass::Permanent(_)));
         assert!(matches!(classify_http(101, b""), HttpClass::Permanent(_)));
@@ -611,13 +660,36 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_are_called() {
-        assert!(check_url("http://127.0.0.1:1/").is_ok());
-        assert!(check_url("https://agent.example/a2a").is_ok());
+    fn only_http_urls_where_the_policy_permits_are_called() {
+        let client = |policy: &str| {
+            A2aClient::new(A2aClientConfig::default(), policy.parse().expect("policy"))
+                .expect("client")
+        };
+        let strict = client("");
+        let local = client("127.0.0.0/8");
+        assert!(local.check_url("http://127.0.0.1:1/").is_ok());
+        assert!(strict.check_url("https://agent.example/a2a").is_ok());
+        let refused = strict
+            .check_url("http://127.0.0.1:1/")
+            .expect_err("loopback");
+        assert!(refused.is_permanent() && refused.reason.contains("outbound policy"));
+        let with_credentials = local
+            .check_url("http://user:secret@127.0.0.1:1/")
+            .expect_err("credentials");
+        assert!(!with_credentials.reason.contains("secret"));
         for bad in ["ftp://x/", "file:///etc/passwd", "not a url", ""] {
-            let e = check_url(bad).expect_err(bad);
+            let e = strict.check_url(bad).expect_err(bad);
             assert!(e.is_permanent(), "{bad}");
         }
+    }
+
+    #[test]
+    fn urls_in_reasons_lose_credentials_query_and_fragment() {
+        assert_eq!(
+            display_url("https://u:p@agent.example:8443/a2a?token=s3cret#x"),
+            "https://agent.example:8443/a2a"
+        );
+        assert_eq!(display_url("not a url"), "an invalid URL");
     }
 
     #[test]

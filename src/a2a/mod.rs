@@ -66,10 +66,13 @@
 //! * [`compat`] — v0.2 `content` → `parts` normalisation at the edge (pure).
 //! * [`client`] — [`A2aClient`] over HTTP and the classification of HTTP
 //!   answers into success / busy / transient / permanent.
+//! * [`outbound`] — where the client may connect (no loopback, private or
+//!   metadata addresses unless the operator allows them).
 
 pub mod card;
 pub mod client;
 pub mod compat;
+pub mod outbound;
 pub mod wire;
 
 use std::fmt;
@@ -82,6 +85,7 @@ pub use client::{
     classify_http, A2aClient, A2aClientConfig, BusyReason, CallError, ErrorKind, HttpClass,
 };
 pub use compat::{normalize_content, NormalizeError};
+pub use outbound::{OutboundPolicy, Refused};
 pub use wire::{AgentMessage, RpcError, SendOutcome, TaskSnapshot, TaskState, WireError};
 
 /// The A2A protocol versions the ledger can speak to a target.

@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::ProtocolVersion;
@@ -305,12 +305,11 @@ pub fn parse_get_task_response(body: &[u8]) -> Result<TaskSnapshot, WireError> {
 
 /// The JSON-RPC envelope: the `result` value, or the `error` as an error.
 fn parse_envelope(body: &[u8]) -> Result<Value, WireError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        malformed(format!(
-            "body is not JSON ({e}); it starts with {:?}",
-            preview(body)
-        ))
-    })?;
+    // The body itself is never quoted: it is remote data, and what a
+    // non-JSON answer holds (a redirect target's page, say) must not reach
+    // a caller through a failure reason.
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("the body is not JSON ({e})")))?;
     let Value::Object(mut envelope) = value else {
         return Err(malformed(format!(
             "expected a JSON-RPC response object, got {}",
@@ -337,16 +336,17 @@ fn parse_rpc_error(error: &Value) -> Result<RpcError, WireError> {
         )));
     };
     let Some(code) = error.get("code").and_then(Value::as_i64) else {
-        return Err(malformed(format!(
-            "the JSON-RPC error has no integer code: {}",
-            preview(Value::Object(error.clone()).to_string().as_bytes())
-        )));
+        return Err(malformed(
+            "the JSON-RPC error has no integer code".to_string(),
+        ));
     };
-    let message = error
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let message = agent_text(
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        MAX_RPC_MESSAGE_CHARS,
+    );
     let data = error.get("data").filter(|d| !d.is_null()).cloned();
     Ok(RpcError {
         code,
@@ -379,10 +379,9 @@ fn parse_send_result(result: &Value) -> Result<SendOutcome, WireError> {
         // Untagged: a task has a status, a message has parts.
         None if fields.contains_key("status") => parse_task(result).map(SendOutcome::Task),
         None if fields.contains_key("parts") => parse_message(result).map(SendOutcome::Message),
-        None => Err(malformed(format!(
-            "the send result is neither a message nor a task (fields: {})",
-            field_names(fields)
-        ))),
+        None => Err(malformed(
+            "the send result is neither a message nor a task".to_string(),
+        )),
     }
 }
 
@@ -412,7 +411,12 @@ fn parse_task(task: &Value) -> Result<TaskSnapshot, WireError> {
         )));
     };
     let id = match fields.get("id").and_then(Value::as_str) {
-        Some(id) if !id.trim().is_empty() => id.to_string(),
+        Some(id) if id.chars().count() > MAX_TASK_ID_CHARS => {
+            return Err(malformed(format!(
+                "the task id is longer than {MAX_TASK_ID_CHARS} characters"
+            )))
+        }
+        Some(id) if !id.trim().is_empty() => agent_text(id, MAX_TASK_ID_CHARS),
         _ => return Err(malformed("the task has no id".to_string())),
     };
     let Some(status) = fields.get("status").filter(|s| s.is_object()) else {
@@ -504,19 +508,30 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     }
 }
 
-fn field_names(fields: &Map<String, Value>) -> String {
-    if fields.is_empty() {
-        return "none".to_string();
+/// The longest JSON-RPC error message kept from an agent, in characters.
+pub const MAX_RPC_MESSAGE_CHARS: usize = 300;
+/// The longest remote task id accepted, in characters (it is stored with
+/// the delegation and quoted in reasons).
+pub const MAX_TASK_ID_CHARS: usize = 200;
+
+/// Text an agent wrote, fit to be quoted in a failure reason: control
+/// characters (NUL, escape sequences, newlines) become spaces and it is cut
+/// to `max_chars` characters.
+pub fn agent_text(text: &str, max_chars: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
     }
-    fields
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    out
 }
 
-/// The first characters of a body, for error reasons (never the whole
-/// body: it is remote data of any size).
+/// The first characters of a body (tests and diagnostics only; never in a
+/// failure reason: it is remote data of any size).
+#[cfg(test)]
 pub(crate) fn preview(body: &[u8]) -> String {
     const MAX_CHARS: usize = 200;
     let text = String::from_utf8_lossy(body);

@@ -146,13 +146,17 @@ async fn endpoint_and_send(
     push: &Push,
     delegation: &Delegation,
 ) -> Result<SendOutcome, CallError> {
-    let endpoint: Endpoint = d.endpoint(&push.url, push.version).await?;
-    d.call(d.client.send(
-        &endpoint.url,
-        endpoint.version,
-        delegation.delegation_id(),
-        delegation.task(),
-    ))
+    let target = delegation.target_id();
+    let endpoint: Endpoint = d.endpoint(target, &push.url, push.version).await?;
+    d.call(
+        target,
+        d.client.send(
+            &endpoint.url,
+            endpoint.version,
+            delegation.delegation_id(),
+            delegation.task(),
+        ),
+    )
     .await
 }
 
@@ -343,10 +347,14 @@ async fn follow(
     loop {
         tokio::time::sleep(d.config.poll.delay(readings)).await;
         readings = readings.saturating_add(1);
-        let reading = match d.endpoint(&push.url, push.version).await {
+        let target = delegation.target_id();
+        let reading = match d.endpoint(target, &push.url, push.version).await {
             Ok(endpoint) => {
-                d.call(d.client.get_task(&endpoint.url, endpoint.version, &task_id))
-                    .await
+                d.call(
+                    target,
+                    d.client.get_task(&endpoint.url, endpoint.version, &task_id),
+                )
+                .await
             }
             Err(error) => Err(error),
         };

@@ -26,6 +26,11 @@
 //! * **The log reader never waits for an agent.** Each delegation is driven
 //!   by its own task ([`drive`]); at most `max_in_flight` HTTP calls run at
 //!   once; a task followed for hours holds no permit while it sleeps.
+//! * **One slow target cannot starve the others.** Each target workspace
+//!   may have at most `per_target_in_flight` calls in flight, and a call
+//!   waits for its target's permit *before* it takes one of the global
+//!   permits: a target that accepts connections and never answers holds
+//!   only its own few permits, and every other target's calls go ahead.
 //!
 //! # Layout
 //!
@@ -51,7 +56,9 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::a2a::{A2aClient, A2aClientConfig, CallError, Endpoint, ProtocolVersion};
+use crate::a2a::{
+    A2aClient, A2aClientConfig, CallError, Endpoint, OutboundPolicy, ProtocolVersion,
+};
 use crate::commands::CommandBus;
 pub use backoff::Backoff;
 
@@ -63,6 +70,8 @@ pub struct DispatchConfig {
     pub enabled: bool,
     /// Most A2A calls in flight at once.
     pub max_in_flight: usize,
+    /// Most A2A calls in flight at once to one target workspace.
+    pub per_target_in_flight: usize,
     /// Sends of a delegation before a transient failure (connection refused,
     /// 502, restarting 503, timeout) fails it.
     pub send_attempts: u32,
@@ -86,6 +95,7 @@ impl Default for DispatchConfig {
         Self {
             enabled: true,
             max_in_flight: 64,
+            per_target_in_flight: 8,
             send_attempts: 5,
             retry: Backoff {
                 initial: Duration::from_millis(500),
@@ -136,6 +146,9 @@ pub struct Dispatcher {
     pub(crate) client: A2aClient,
     pub(crate) config: DispatchConfig,
     permits: Semaphore,
+    /// Each target's own permits (`per_target_in_flight`), present while
+    /// some call to the target holds or waits for one.
+    target_permits: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     endpoints: Mutex<EndpointCache>,
     /// Delegations being driven, and whether another run was asked for
     /// while they were (a claim that arrives as a drive ends must not be
@@ -144,33 +157,77 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// `bus` is the service's (read-your-writes) command bus.
-    pub fn new(pool: PgPool, bus: CommandBus, config: DispatchConfig) -> anyhow::Result<Self> {
-        let client = A2aClient::new(config.client.clone())?;
+    /// `bus` is the service's (read-your-writes) command bus; `outbound`
+    /// says where the A2A client may connect.
+    pub fn new(
+        pool: PgPool,
+        bus: CommandBus,
+        config: DispatchConfig,
+        outbound: OutboundPolicy,
+    ) -> anyhow::Result<Self> {
+        let client = A2aClient::new(config.client.clone(), outbound)?;
         Ok(Self {
             pool,
             bus: bus.without_view_wait(),
             visible_bus: bus,
             client,
             permits: Semaphore::new(config.max_in_flight.max(1)),
+            target_permits: Mutex::new(HashMap::new()),
             config,
             endpoints: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Run `call` while holding one of the `max_in_flight` permits.
+    /// Run `call` to `target` while holding one of the target's permits
+    /// and then one of the global ones (see the module docs for the order).
     pub(crate) async fn call<T>(
         &self,
+        target: Uuid,
         call: impl std::future::Future<Output = Result<T, CallError>>,
     ) -> Result<T, CallError> {
-        let _permit = self.permits.acquire().await;
-        call.await
+        let target_permits = self.target_permits(target);
+        let result = {
+            let _target_permit = target_permits.acquire().await;
+            let _permit = self.permits.acquire().await;
+            call.await
+        };
+        self.release_target(target, target_permits);
+        result
     }
 
-    /// Where and how to reach the agent at `base_url` (agent card, cached).
+    fn target_permits(&self, target: Uuid) -> Arc<Semaphore> {
+        let cap = self.config.per_target_in_flight.max(1);
+        self.lock_target_permits()
+            .entry(target)
+            .or_insert_with(|| Arc::new(Semaphore::new(cap)))
+            .clone()
+    }
+
+    /// Forget a target's permits once no call holds or waits for them
+    /// (clones are only made under the lock, so the count is exact).
+    fn release_target(&self, target: Uuid, permits: Arc<Semaphore>) {
+        let mut all = self.lock_target_permits();
+        drop(permits);
+        if all
+            .get(&target)
+            .is_some_and(|permits| Arc::strong_count(permits) == 1)
+        {
+            all.remove(&target);
+        }
+    }
+
+    fn lock_target_permits(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Semaphore>>> {
+        self.target_permits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where and how to reach `target`'s agent at `base_url` (agent card,
+    /// cached).
     pub(crate) async fn endpoint(
         &self,
+        target: Uuid,
         base_url: &str,
         configured: Option<ProtocolVersion>,
     ) -> Result<Endpoint, CallError> {
@@ -181,7 +238,7 @@ impl Dispatcher {
             }
         }
         let endpoint = self
-            .call(self.client.resolve_endpoint(base_url, configured))
+            .call(target, self.client.resolve_endpoint(base_url, configured))
             .await?;
         self.lock_endpoints()
             .insert(key, (endpoint.clone(), Instant::now()));

@@ -36,7 +36,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use futures::TryStreamExt;
 use projections::{LedgerEvent, LogEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -59,6 +58,8 @@ const NDJSON_CHUNK_BYTES: usize = 64 * 1024;
 /// the chunk size this bounds a stream's memory (≈ 4 × 64 KiB), whatever
 /// the size of the selection.
 const NDJSON_BUFFERED_CHUNKS: usize = 4;
+/// Entries read per query of an ndjson export.
+const NDJSON_PAGE: i64 = 1000;
 const NDJSON: &str = "application/x-ndjson";
 
 /// Every aggregate type the ledger writes.
@@ -411,10 +412,11 @@ async fn events(
     Ok(Json(EventsPage { events, next_after }).into_response())
 }
 
-/// The whole selection as ndjson. A task reads the rows from a database
-/// cursor-like stream and hands chunks to the response body through a
-/// bounded channel: a slow client slows the reader down (and PostgreSQL
-/// behind it, through TCP), nothing piles up in this process.
+/// The whole selection as ndjson. A task reads the selection page by page
+/// (keyset on position, so every statement is short whatever the size of
+/// the log) and hands chunks to the response body through a bounded
+/// channel: a slow client slows the reader down, nothing piles up in this
+/// process.
 ///
 /// An error after the first byte cannot become a status code any more: the
 /// body is cut off instead, so the client sees an incomplete response
@@ -423,38 +425,48 @@ fn stream_ndjson(pool: PgPool, selection: Selection) -> Response {
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<io::Result<Bytes>>(NDJSON_BUFFERED_CHUNKS);
     tokio::spawn(async move {
-        let mut sql = selection.query(None);
-        let mut rows = sql.build().fetch(&pool);
+        let mut selection = selection;
         let mut chunk = Vec::with_capacity(NDJSON_CHUNK_BYTES);
         loop {
-            let line = match rows.try_next().await {
-                Ok(Some(row)) => audit_event(&row).and_then(|event| {
-                    serde_json::to_writer(&mut chunk, &event)
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-                }),
-                Ok(None) => break,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = line {
-                tracing::error!(%error, "audit ndjson stream failed; cutting the response off");
-                let _ = sender.send(Err(io::Error::other(error))).await;
-                return;
-            }
-            chunk.push(b'\n');
-            if chunk.len() >= NDJSON_CHUNK_BYTES {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(NDJSON_CHUNK_BYTES));
-                if sender.send(Ok(Bytes::from(full))).await.is_err() {
-                    return; // the client went away
+            let page = selection
+                .query(Some(NDJSON_PAGE))
+                .build()
+                .try_map(|row: PgRow| audit_event(&row))
+                .fetch_all(&pool)
+                .await;
+            let events = match page {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::error!(%error, "audit ndjson stream failed; cutting the response off");
+                    let _ = sender.send(Err(io::Error::other(error))).await;
+                    return;
                 }
+            };
+            for event in &events {
+                if let Err(error) = serde_json::to_writer(&mut chunk, event) {
+                    tracing::error!(%error, "audit ndjson stream failed; cutting the response off");
+                    let _ = sender.send(Err(io::Error::other(error))).await;
+                    return;
+                }
+                chunk.push(b'\n');
+                if chunk.len() >= NDJSON_CHUNK_BYTES {
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(NDJSON_CHUNK_BYTES));
+                    if sender.send(Ok(Bytes::from(full))).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+            }
+            match events.last() {
+                Some(last) if events.len() as i64 == NDJSON_PAGE => selection.after = last.position,
+                _ => break,
             }
         }
         if !chunk.is_empty() {
             let _ = sender.send(Ok(Bytes::from(chunk))).await;
         }
     });
-    let body = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
-    });
+    let body = tokio_stream::wrappers::ReceiverStream::new(receiver);
     ([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(body)).into_response()
 }
 

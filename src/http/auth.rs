@@ -1,18 +1,30 @@
 //! Who is calling: the admin, a workspace, or nobody.
 //!
 //! Workspace tokens are random 256-bit strings handed out once at
-//! registration; only their SHA-256 is stored (in the `WorkspaceRegistered`
-//! event and the `workspaces` view), so neither the event store nor a
-//! database dump reveals a usable token.
+//! registration (and again at each rotation); only their SHA-256 is stored
+//! (in the workspace's events and the `workspaces` view), so neither the
+//! event store nor a database dump reveals a usable token.
+//!
+//! Every request looks its token up in the view: a rotated or revoked
+//! token is dead on every node as soon as the command that replaced it has
+//! answered (commands answer once the views show their events), which no
+//! per-process cache of positive answers could promise.
+//!
+//! Failed attempts count against the client address's budget
+//! ([`super::limits`]); a workspace's commands (POSTs) count against its
+//! own.
 
 use aggregates::Actor;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use std::net::IpAddr;
+
+use axum::http::{header, HeaderMap, Method};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::limits::client_addr_of;
 use super::AppState;
 
 /// An authenticated caller.
@@ -67,23 +79,34 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
+    /// The caller of an authenticated route; a POST is a command, which
+    /// counts against the workspace's command rate.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(state, &parts.headers).await?.ok_or_else(|| {
-            ApiError::Unauthorized(
-                "missing bearer token: send `Authorization: Bearer <token>`".into(),
-            )
-        })
+        let client = client_addr_of(parts, &state.limits);
+        let caller = authenticate(state, &parts.headers, client)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "missing bearer token: send `Authorization: Bearer <token>`".into(),
+                )
+            })?;
+        if let (&Method::POST, Caller::Workspace(id)) = (&parts.method, caller) {
+            state.limits.command(id)?;
+        }
+        Ok(caller)
     }
 }
 
 /// The caller named by the `Authorization` header: None when the header is
-/// absent, 401 when it is malformed or its token matches nothing.
+/// absent, 401 when it is malformed or its token matches nothing (429 once
+/// `client` failed too often).
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
+    client: IpAddr,
 ) -> Result<Option<Caller>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -99,50 +122,33 @@ pub async fn authenticate(
                 "malformed Authorization header: expected `Bearer <token>`".into(),
             )
         })?;
-    authenticate_token(state, token).await.map(Some)
+    authenticate_token(state, token, client).await.map(Some)
 }
 
-/// The caller holding `token`; 401 when it matches nothing.
-pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+/// The caller holding `token`; 401 when it matches nothing, 429 while
+/// `client` has spent its budget of failed attempts.
+pub async fn authenticate_token(
+    state: &AppState,
+    token: &str,
+    client: IpAddr,
+) -> Result<Caller, ApiError> {
+    state.limits.auth_allowed(client)?;
     if let Some(admin) = &state.admin_token {
         if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
             return Ok(Caller::Admin);
         }
     }
-    let hash = hash_token(token);
-    if let Some(id) = state.known_tokens.get(&hash) {
-        return Ok(Caller::Workspace(id));
-    }
     let workspace: Option<Uuid> =
         sqlx::query_scalar("select id from workspaces where token_hash = $1")
-            .bind(&hash)
+            .bind(hash_token(token))
             .fetch_optional(&state.pool)
             .await?;
-    let id = workspace.ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
-    state.known_tokens.insert(hash, id);
-    Ok(Caller::Workspace(id))
-}
-
-/// Token hashes already matched to their workspace. A token never changes
-/// owner and is never revoked (there is no rotation yet), so a positive
-/// entry never goes stale; unknown tokens are not cached, so a workspace
-/// registered on another process is found on its first request. Bounded by
-/// the number of workspaces.
-#[derive(Debug, Default)]
-pub struct KnownTokens(std::sync::RwLock<std::collections::HashMap<String, Uuid>>);
-
-impl KnownTokens {
-    fn get(&self, hash: &str) -> Option<Uuid> {
-        self.0
-            .read()
-            .ok()
-            .and_then(|known| known.get(hash).copied())
-    }
-
-    fn insert(&self, hash: String, id: Uuid) {
-        if let Ok(mut known) = self.0.write() {
-            known.insert(hash, id);
-        }
+    match workspace {
+        Some(id) => Ok(Caller::Workspace(id)),
+        None => Err(state
+            .limits
+            .auth_failed(client)
+            .unwrap_or_else(|| ApiError::Unauthorized("invalid token".into()))),
     }
 }
 

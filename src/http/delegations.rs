@@ -190,7 +190,7 @@ fn queue_options(body: &DelegateRequest) -> Result<QueueOptions, ApiError> {
         (status = 409, description = "The idempotency key is contended, or a concurrent write won", body = crate::http::error::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(workspace_id = %id), err)]
+#[tracing::instrument(skip_all, fields(workspace_id = %id))]
 async fn delegate(
     State(state): State<AppState>,
     caller: Caller,
@@ -253,6 +253,15 @@ async fn delegate(
         }
         Err(other) => return Err(other.into()),
     };
+    // A hit is only a hit on the caller's own delegation. (The key's id is
+    // unpredictable to others, and `delegation_for_key` skips a foreign
+    // holder, so this is the last line, not the first.)
+    if existing.source_id() != source {
+        return Err(ApiError::Conflict {
+            message: "the idempotency key's delegation id is taken by another workspace's delegation; try again".into(),
+            current_status: None,
+        });
+    }
     let hit = json!({
         "delegation_id": delegation_id,
         "status": existing.status(),
@@ -283,13 +292,18 @@ async fn delegation_for_key(
             None => None,
             Some(holder) => {
                 let held: Delegation = state.bus.load(&holder.to_string()).await?;
-                if held.status() != Some(DelegationStatus::Failed) {
+                // Free: failed, or squatted by another workspace's
+                // delegation (possible for keys claimed while ids were
+                // derived without the installation's secret).
+                let ours = held.status().is_none() || held.source_id() == source;
+                if ours && held.status() != Some(DelegationStatus::Failed) {
                     return Ok(holder);
                 }
                 Some(holder)
             }
         };
-        let delegation_id = key_generation_id(source, key, current.generation() + 1);
+        let delegation_id =
+            key_generation_id(&state.key_secret, source, key, current.generation() + 1);
         let command = IdempotencyKeyCommand::Claim {
             workspace_id: source,
             key: key.to_string(),
@@ -315,15 +329,20 @@ async fn delegation_for_key(
     })
 }
 
-/// Namespace of delegation ids derived from idempotency keys.
-const KEY_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d69_6465_6d70_6f74_656e);
-
-/// The delegation id of `key`'s `generation` in `workspace`.
-fn key_generation_id(workspace: Uuid, key: &str, generation: u32) -> Uuid {
-    Uuid::new_v5(
-        &KEY_ID_NAMESPACE,
-        format!("{workspace}/{generation}/{key}").as_bytes(),
-    )
+/// The delegation id of `key`'s `generation` in `workspace`: an HMAC keyed
+/// with the installation's secret ([`crate::secrets::IDEMPOTENCY_KEYS`]).
+/// Concurrent requests of the workspace agree on it; nobody without the
+/// secret can compute it, so no other workspace can create a delegation
+/// under that id first and have it answered as this key's hit.
+pub fn key_generation_id(secret: &[u8], workspace: Uuid, key: &str, generation: u32) -> Uuid {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(format!("{workspace}/{generation}/{key}").as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -349,7 +368,7 @@ struct RecordRequest {
         (status = 409, description = "That delegation_id exists with other content", body = crate::http::error::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(workspace_id = %id), err)]
+#[tracing::instrument(skip_all, fields(workspace_id = %id))]
 async fn record(
     State(state): State<AppState>,
     caller: Caller,
@@ -424,7 +443,7 @@ fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
         (status = 409, description = "The lifecycle forbids this transition (`current_status` says where it is)", body = crate::http::error::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(workspace_id = %id, delegation_id = %delegation_id), err)]
+#[tracing::instrument(skip_all, fields(workspace_id = %id, delegation_id = %delegation_id))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,

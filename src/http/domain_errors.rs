@@ -51,6 +51,7 @@ impl DomainErrorStatus for WorkspaceError {
             Self::NotRegistered => ApiError::NotFound(message),
             Self::UrlRequiredForPush
             | Self::InvalidUrl(_)
+            | Self::CredentialsInUrl
             | Self::NameTooLong { .. }
             | Self::InvalidCapacity => ApiError::BadRequest(message),
         }

@@ -34,6 +34,21 @@ pub enum ApiError {
     /// 410: the cursor no longer exists (or never existed for this caller).
     #[error("{0}")]
     Gone(String),
+    /// 429: a rate limit (see `super::limits`); `Retry-After` says when to
+    /// try again.
+    #[error("{message}; try again in {} s", retry_seconds(*retry_after))]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// 503: the service cannot take the request now (overloaded, timed
+    /// out, or waiting on the database); `Retry-After` says when to try
+    /// again.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// 500: something failed inside; logged once, answered opaquely.
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,7 +92,16 @@ impl<E: DomainErrorStatus> From<CommandError<E>> for ApiError {
     }
 }
 
+/// Whole seconds to wait, rounded up (a `Retry-After` of 0 invites a
+/// client to hammer).
+fn retry_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 impl IntoResponse for ApiError {
+    /// The one place a failed request is logged: a fault of the ledger or
+    /// its database (5xx) at ERROR with its cause, a client's mistake (4xx)
+    /// once at INFO.
     fn into_response(self) -> Response {
         let status = match &self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -86,11 +110,25 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        match &self {
+            Self::Internal(detail) => tracing::error!(%detail, "request failed"),
+            Self::Unavailable { message, .. } => {
+                tracing::warn!(status = status.as_u16(), %message, "request refused")
+            }
+            other => tracing::info!(status = status.as_u16(), error = %other, "request rejected"),
+        }
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                Some(retry_seconds(*retry_after).max(1))
+            }
+            _ => None,
+        };
         let body = match self {
-            Self::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
+            Self::Internal(_) => {
                 json!({ "error": "internal error; see the service log" })
             }
             Self::Conflict {
@@ -101,7 +139,13 @@ impl IntoResponse for ApiError {
             }
             other => json!({ "error": other.to_string() }),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

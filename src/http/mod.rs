@@ -9,23 +9,31 @@ mod domain_errors;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod limits;
 pub mod metrics;
 mod openapi;
 mod queue;
 mod registry;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::MatchedPath;
+use axum::response::IntoResponse;
 use axum::Router;
 use sqlx::PgPool;
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::a2a::OutboundPolicy;
 use crate::commands::CommandBus;
 use crate::shutdown::Shutdown;
 use crate::ws::Hub;
+use error::ApiError;
+use limits::{Limits, RateLimits};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -34,8 +42,13 @@ pub struct AppState {
     pub bus: CommandBus,
     /// The operator's token; None disables admin access.
     pub admin_token: Option<Arc<str>>,
-    /// Workspace tokens already authenticated (saves a query per request).
-    pub known_tokens: Arc<auth::KnownTokens>,
+    /// Rate limits by client address and by workspace.
+    pub limits: Arc<RateLimits>,
+    /// Where the dispatcher may connect (registration refuses URLs it
+    /// would refuse).
+    pub outbound: Arc<OutboundPolicy>,
+    /// Keys idempotency-key delegation ids ([`crate::secrets`]).
+    pub key_secret: Arc<[u8]>,
     /// The live feed's fan-out.
     pub hub: Arc<Hub>,
     /// Fires when the server starts shutting down: websocket subscribers
@@ -51,21 +64,41 @@ pub struct AppState {
 /// UUID; echoed on the response and recorded on the request's span.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// The whole API.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The whole API, with its bounds: the body limit, the request timeout
+/// (every route but the websocket, whose connection lives on after the
+/// upgrade) and the limit on requests in flight.
+pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router {
+    let timeout = limits.request_timeout;
+    let in_flight = limits.max_in_flight_requests.max(1);
+    let bounded_in_time = Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(registry::router())
         .merge(delegations::router())
         .merge(activity::router())
         .merge(queue::router())
-        .merge(crate::ws::route::router())
         .merge(audit::router())
         .merge(openapi::router())
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(
+                    move |error: tower::BoxError| async move { refused(error, timeout, in_flight) },
+                ))
+                .timeout(timeout),
+        );
+    bounded_in_time
+        .merge(crate::ws::route::router())
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(
+                    move |error: tower::BoxError| async move { refused(error, timeout, in_flight) },
+                ))
+                .load_shed()
+                .concurrency_limit(in_flight),
+        )
         .layer(axum::middleware::map_response(move |response| {
             error::json_error_bodies(response, max_body_bytes)
         }))
@@ -80,6 +113,31 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             REQUEST_ID.parse().expect("valid header name"),
             MakeRequestUuid,
         ))
+}
+
+/// The answer to a request the bounds turned away.
+fn refused(
+    error: tower::BoxError,
+    timeout: Duration,
+    in_flight: usize,
+) -> axum::response::Response {
+    let error = if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Unavailable {
+            message: format!(
+                "the request took longer than {} s and was abandoned",
+                timeout.as_secs_f64()
+            ),
+            retry_after: Duration::from_secs(1),
+        }
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Unavailable {
+            message: format!("the service is serving its limit of {in_flight} requests; try again"),
+            retry_after: Duration::from_secs(1),
+        }
+    } else {
+        ApiError::internal(error)
+    };
+    error.into_response()
 }
 
 /// One span per request: method, matched route template and request id

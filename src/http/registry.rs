@@ -1,5 +1,10 @@
-//! The registry: register a workspace (token handed out once), report
-//! capacity, discover where a workspace lives.
+//! The registry: register a workspace (token handed out once), rotate or
+//! revoke its token, report capacity, discover where a workspace lives.
+//!
+//! Registration is the one command a stranger may send, so it is rate
+//! limited per client address, and a push URL must pass the outbound
+//! policy's text checks (no credentials; an IP literal only where the
+//! dispatcher may connect) before anything is written.
 
 use aggregates::workspace::{DeliveryMode, Workspace, WorkspaceCommand};
 use axum::extract::State;
@@ -16,11 +21,14 @@ use crate::dispatch::drain::drain;
 use super::auth::{authenticate, hash_token, new_token, Caller};
 use super::error::ApiError;
 use super::extract::{parse_uuid, ApiJson, ApiPath};
+use super::limits::ClientAddr;
 use super::{now, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/registry/register", post(register))
+        .route("/registry/rotate-token", post(rotate_token))
+        .route("/registry/revoke-token", post(revoke_token))
         .route("/registry/heartbeat", post(heartbeat))
         .route("/registry/discover/{id}", get(discover))
 }
@@ -76,15 +84,21 @@ fn parse_mode(value: Option<&str>) -> Result<Option<DeliveryMode>, ApiError> {
         (status = 403, description = "The token may not re-register this workspace", body = crate::http::error::ErrorBody),
         (status = 409, description = "A concurrent registration won", body = crate::http::error::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Too many registrations from this address (see `Retry-After`)", body = crate::http::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(workspace_id = %body.id), err)]
+#[tracing::instrument(skip_all, fields(workspace_id = %body.id))]
 async fn register(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, ApiError> {
+    state.limits.registration(client)?;
     let id = parse_uuid("id", &body.id)?;
     let mode = parse_mode(body.delivery_mode.as_deref())?;
+    if let Some(url) = &body.url {
+        check_outbound(&state, url)?;
+    }
     let protocol_version = body
         .protocol_version
         .as_deref()
@@ -123,7 +137,7 @@ async fn register(
         }));
     }
 
-    match authenticate(&state, &headers).await? {
+    match authenticate(&state, &headers, client).await? {
         None => {
             return Err(ApiError::Unauthorized(format!(
                 "workspace {id} is already registered; re-register with its token"
@@ -155,6 +169,145 @@ async fn register(
         delivery_mode,
         auth_token: None,
     }))
+}
+
+/// A push URL the dispatcher would refuse to call is refused here, before
+/// anything is written (a name is checked when it is resolved, at send).
+fn check_outbound(state: &AppState, url: &str) -> Result<(), ApiError> {
+    // A URL that does not parse is the aggregate's to reject, with its own
+    // message.
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    state
+        .outbound
+        .check_url(&parsed)
+        .map_err(|refused| ApiError::bad_request(format!("url: {refused}")))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    /// Whose token to replace: a workspace token may name only its own
+    /// workspace (or omit it); the admin must name one.
+    #[schema(format = Uuid)]
+    workspace_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RotateResponse {
+    id: Uuid,
+    /// The new token: shown once, never again. The old one no longer works.
+    auth_token: String,
+}
+
+/// Replace a workspace's token. The old token stops working on every node
+/// once this answers. The admin may reissue a revoked token this way.
+#[utoipa::path(post, path = "/registry/rotate-token", tag = "registry", security(("bearer" = [])),
+    request_body = RotateRequest,
+    responses(
+        (status = 200, description = "The new token (the old one is dead)", body = RotateResponse),
+        (status = 400, description = "Malformed body, or the admin named no workspace", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
+        (status = 409, description = "A concurrent update won", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Too many commands for this workspace", body = crate::http::error::ErrorBody),
+    ))]
+async fn rotate_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Option<ApiJson<RotateRequest>>,
+) -> Result<Json<RotateResponse>, ApiError> {
+    let body = body.map(|ApiJson(body)| body).unwrap_or_default();
+    let id = token_owner(caller, body.workspace_id.as_deref())?;
+    registered(&state, id).await?;
+    let token = new_token()?;
+    let command = WorkspaceCommand::RotateToken {
+        token_hash: hash_token(&token),
+        at: now(),
+    };
+    state
+        .bus
+        .execute::<Workspace>(&id.to_string(), command, HashMap::new())
+        .await?;
+    tracing::info!(%id, "workspace token rotated");
+    Ok(Json(RotateResponse {
+        id,
+        auth_token: token,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    #[schema(format = Uuid)]
+    workspace_id: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RevokeResponse {
+    id: Uuid,
+    /// Always true: no token works for the workspace until the admin
+    /// rotates it.
+    revoked: bool,
+}
+
+/// Revoke a workspace's token (admin only): nothing authenticates as the
+/// workspace until the admin issues a new token with `rotate-token`.
+#[utoipa::path(post, path = "/registry/revoke-token", tag = "registry", security(("bearer" = [])),
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "Revoked (or already revoked)", body = RevokeResponse),
+        (status = 400, description = "Malformed body, or workspace_id not a UUID", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Not the admin token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace", body = crate::http::error::ErrorBody),
+        (status = 409, description = "A concurrent update won", body = crate::http::error::ErrorBody),
+    ))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RevokeRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    if caller != Caller::Admin {
+        return Err(ApiError::Forbidden(
+            "only the admin token may revoke a workspace's token".into(),
+        ));
+    }
+    let id = parse_uuid("workspace_id", &body.workspace_id)?;
+    registered(&state, id).await?;
+    let command = WorkspaceCommand::RevokeToken { at: now() };
+    state
+        .bus
+        .execute::<Workspace>(&id.to_string(), command, HashMap::new())
+        .await?;
+    tracing::info!(%id, "workspace token revoked");
+    Ok(Json(RevokeResponse { id, revoked: true }))
+}
+
+/// The workspace whose token `caller` may replace.
+fn token_owner(caller: Caller, named: Option<&str>) -> Result<Uuid, ApiError> {
+    let named = named
+        .map(|text| parse_uuid("workspace_id", text))
+        .transpose()?;
+    match (caller, named) {
+        (Caller::Workspace(own), None) => Ok(own),
+        (Caller::Workspace(_), Some(id)) => caller.require(id).map(|()| id),
+        (Caller::Admin, Some(id)) => Ok(id),
+        (Caller::Admin, None) => Err(ApiError::bad_request(
+            "workspace_id: the admin must name the workspace whose token to rotate",
+        )),
+    }
+}
+
+/// 404 unless `id` is a registered workspace.
+async fn registered(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let workspace: Workspace = state.bus.load(&id.to_string()).await?;
+    if workspace.is_registered() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("workspace {id} not found")))
+    }
 }
 
 /// Record the A2A version given at registration (a no-op when unchanged).
@@ -201,7 +354,7 @@ struct HeartbeatResponse {
         (status = 409, description = "A concurrent update won", body = crate::http::error::ErrorBody),
         (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(workspace_id = %body.workspace_id), err)]
+#[tracing::instrument(skip_all, fields(workspace_id = %body.workspace_id))]
 async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
@@ -266,5 +419,5 @@ async fn discover(
 
 /// The OpenAPI description of these routes (assembled in `super::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(register, heartbeat, discover))]
+#[openapi(paths(register, rotate_token, revoke_token, heartbeat, discover))]
 pub(super) struct Api;

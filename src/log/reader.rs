@@ -24,6 +24,36 @@ impl LogReader {
         read_after(&self.pool, after, limit).await
     }
 
+    /// Up to `limit` entries with `after < position <= upto` that concern
+    /// `workspace` (as source or target), in order — through the
+    /// `ledger_log_{source,target}_workspace` indexes, so a workspace's
+    /// replay reads its own entries, not the whole log.
+    pub async fn read_for_workspace(
+        &self,
+        workspace: uuid::Uuid,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<LogEntry>, sqlx::Error> {
+        let sql = format!(
+            "{SELECT_ENTRIES} where l.position in ( \
+               (select position from ledger_log where source_workspace = $1 \
+                  and position > $2 and position <= $3 order by position limit $4) \
+               union \
+               (select position from ledger_log where target_workspace = $1 \
+                  and position > $2 and position <= $3 order by position limit $4)) \
+             order by l.position limit $4"
+        );
+        sqlx::query(&sql)
+            .bind(workspace)
+            .bind(after)
+            .bind(upto)
+            .bind(limit)
+            .try_map(|row: PgRow| entry_from_row(&row))
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// The last position written, 0 for an empty log.
     pub async fn head(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("select coalesce(max(position), 0) from ledger_log")

@@ -80,13 +80,34 @@ pub async fn head(pool: &PgPool) -> Result<Head, sqlx::Error> {
     })
 }
 
+/// Entries read per query of a walk: each statement stays short (well
+/// inside a serving pool's `statement_timeout`) however long the log is,
+/// and memory stays flat.
+const CHUNK: i64 = 10_000;
+
 /// Verify positions `from..=to` (defaults: the whole log; `to` beyond the
-/// head is cut to the head). One query, streamed: memory stays flat however
-/// long the log is.
+/// head is cut to the head), in chunks of [`CHUNK`] entries.
 pub async fn verify(
     pool: &PgPool,
     from: Option<i64>,
     to: Option<i64>,
+) -> Result<Verification, sqlx::Error> {
+    verify_reporting(pool, from, to, &mut |_| {}).await
+}
+
+/// How far a walk got: `checked` of `total` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkProgress {
+    pub checked: i64,
+    pub total: i64,
+}
+
+/// [`verify`], calling `report` after every chunk (for a progress bar).
+pub async fn verify_reporting(
+    pool: &PgPool,
+    from: Option<i64>,
+    to: Option<i64>,
+    report: &mut (dyn FnMut(WalkProgress) + Send),
 ) -> Result<Verification, sqlx::Error> {
     let head = head(pool).await?;
     let from = from.unwrap_or(1).max(1);
@@ -114,6 +135,36 @@ pub async fn verify(
         }
     };
 
+    let total = to - from + 1;
+    let mut expected = from;
+    let mut checked = 0;
+    while expected <= to {
+        let chunk_end = to.min(expected.saturating_add(CHUNK - 1));
+        if let Some(broken) =
+            verify_chunk(pool, expected, chunk_end, &mut prev_hash, &mut checked).await?
+        {
+            return Ok(broken);
+        }
+        expected = chunk_end + 1;
+        report(WalkProgress { checked, total });
+    }
+    Ok(Verification::Ok {
+        ok: true,
+        checked,
+        head_position: to,
+        head_hash: hex::encode(&prev_hash),
+    })
+}
+
+/// Check `from..=to`, chained from `prev_hash` (moved to the last entry's
+/// hash); the first bad entry, if any.
+async fn verify_chunk(
+    pool: &PgPool,
+    from: i64,
+    to: i64,
+    prev_hash: &mut Vec<u8>,
+    checked: &mut i64,
+) -> Result<Option<Verification>, sqlx::Error> {
     // A left join: an entry whose event row was deleted must be reported,
     // not silently skipped.
     let mut rows = sqlx::query(
@@ -129,17 +180,16 @@ pub async fn verify(
     .fetch(pool);
 
     let mut expected = from;
-    let mut checked = 0;
     while let Some(row) = rows.try_next().await? {
         let position: i64 = row.try_get("position")?;
         if position != expected {
-            return Ok(broken(expected, "entry missing from the log"));
+            return Ok(Some(broken(expected, "entry missing from the log")));
         }
         let Some(aggregate_type) = row.try_get::<Option<String>, _>("aggregate_type")? else {
-            return Ok(broken(
+            return Ok(Some(broken(
                 position,
                 "the event this entry was made from is missing",
-            ));
+            )));
         };
         let aggregate_id: String = row.try_get("aggregate_id")?;
         let sequence: i64 = row.try_get("sequence")?;
@@ -149,20 +199,23 @@ pub async fn verify(
             && sequence == row.try_get::<i64, _>("log_sequence")?
             && event_type == row.try_get::<String, _>("log_event_type")?;
         if !identity_matches {
-            return Ok(broken(position, "the entry does not match its event row"));
+            return Ok(Some(broken(
+                position,
+                "the entry does not match its event row",
+            )));
         }
         let stored_prev: Vec<u8> = row.try_get("prev_hash")?;
-        if stored_prev != prev_hash {
-            return Ok(broken(
+        if stored_prev != *prev_hash {
+            return Ok(Some(broken(
                 position,
                 "prev_hash does not match the previous entry's hash",
-            ));
+            )));
         }
         let payload: String = row.try_get("payload")?;
         let metadata: String = row.try_get("metadata")?;
         let event_version: String = row.try_get("event_version")?;
         let hash = chain::link(
-            &prev_hash,
+            prev_hash,
             &ChainedEvent {
                 position,
                 aggregate_type: &aggregate_type,
@@ -176,20 +229,18 @@ pub async fn verify(
         );
         let stored: Vec<u8> = row.try_get("hash")?;
         if stored != hash {
-            return Ok(broken(position, "hash does not match the event's content"));
+            return Ok(Some(broken(
+                position,
+                "hash does not match the event's content",
+            )));
         }
-        prev_hash = stored;
+        *prev_hash = stored;
         expected += 1;
-        checked += 1;
+        *checked += 1;
     }
     if expected <= to {
         // The entries at the end of the range vanished after the head was read.
-        return Ok(broken(expected, "entry missing from the log"));
+        return Ok(Some(broken(expected, "entry missing from the log")));
     }
-    Ok(Verification::Ok {
-        ok: true,
-        checked,
-        head_position: to,
-        head_hash: hex::encode(&prev_hash),
-    })
+    Ok(None)
 }

@@ -34,6 +34,14 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 pub struct HubConfig {
     /// Messages a subscriber may fall behind the hub before it is closed.
     pub buffer: usize,
+    /// Subscribers connected to this process at once; more are refused.
+    pub max_subscribers: usize,
+    /// Subscribers of one token (one workspace, or the admin) at once.
+    pub max_subscribers_per_token: usize,
+    /// Largest message (and frame) a client may send; a larger one closes
+    /// its connection. Clients have nothing to say beyond pongs and close
+    /// frames.
+    pub max_incoming_bytes: usize,
     /// Interval of keep-alive pings to each subscriber.
     pub ping_interval: Duration,
     /// Longest a single send to a subscriber may take before it is dropped
@@ -45,20 +53,49 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             buffer: 4096,
+            max_subscribers: 2048,
+            max_subscribers_per_token: 32,
+            max_incoming_bytes: 4096,
             ping_interval: Duration::from_secs(20),
             send_timeout: Duration::from_secs(30),
         }
     }
 }
 
+/// Whose token a subscriber connected with: the unit of the per-token cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenHolder {
+    Admin,
+    Workspace(uuid::Uuid),
+}
+
+/// Why a subscriber was not admitted (said in its close frame).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("too many live-feed subscribers for this token (at most {0}); close one first")]
+    TokenFull(usize),
+    #[error("the server has its limit of {0} live-feed subscribers; try again later")]
+    ServerFull(usize),
+}
+
 /// Marks one connected subscriber; dropping it (when the connection task
 /// ends, however it ends) counts the subscriber out.
 #[derive(Debug)]
-pub struct SubscriberGuard(Arc<Hub>);
+pub struct SubscriberGuard {
+    hub: Arc<Hub>,
+    holder: TokenHolder,
+}
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
-        self.0.connected.send_modify(|n| *n = n.saturating_sub(1));
+        let mut per_token = self.hub.lock_per_token();
+        if let Some(count) = per_token.get_mut(&self.holder) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_token.remove(&self.holder);
+            }
+        }
+        self.hub.connected.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -76,6 +113,8 @@ pub struct Hub {
     position: watch::Sender<i64>,
     /// Subscribers between upgrade and the end of their connection task.
     connected: watch::Sender<usize>,
+    /// The same, by token.
+    per_token: std::sync::Mutex<std::collections::HashMap<TokenHolder, usize>>,
     reader: LogReader,
     config: HubConfig,
 }
@@ -87,6 +126,7 @@ impl Hub {
             sender: channel::channel(config.buffer.max(1)).0,
             position: watch::channel(start).0,
             connected: watch::channel(0).0,
+            per_token: Default::default(),
             reader,
             config,
         })
@@ -125,11 +165,29 @@ impl Hub {
         self.connected.subscribe()
     }
 
-    /// Count a subscriber as connected for as long as the returned guard
-    /// lives.
-    pub fn connect(self: &Arc<Self>) -> SubscriberGuard {
+    /// Admit a subscriber of `holder` if both caps allow, counting it as
+    /// connected for as long as the returned guard lives.
+    pub fn connect(self: &Arc<Self>, holder: TokenHolder) -> Result<SubscriberGuard, Refusal> {
+        let mut per_token = self.lock_per_token();
+        if *self.connected.borrow() >= self.config.max_subscribers {
+            return Err(Refusal::ServerFull(self.config.max_subscribers));
+        }
+        let count = per_token.entry(holder).or_insert(0);
+        if *count >= self.config.max_subscribers_per_token {
+            return Err(Refusal::TokenFull(self.config.max_subscribers_per_token));
+        }
+        *count += 1;
         self.connected.send_modify(|n| *n += 1);
-        SubscriberGuard(self.clone())
+        Ok(SubscriberGuard {
+            hub: self.clone(),
+            holder,
+        })
+    }
+
+    fn lock_per_token(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<TokenHolder, usize>> {
+        self.per_token.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Follow the log until shutdown.

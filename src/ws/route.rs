@@ -5,6 +5,11 @@
 //! subscribes to its own workspace only (another workspace's id is refused
 //! with 404, as everywhere); the admin may name any workspace or omit it to
 //! receive everything.
+//!
+//! Bounded: a token may hold `max_subscribers_per_token` subscribers and
+//! the process `max_subscribers` (past either, the socket is closed at once
+//! with a close reason saying so), and what a client sends is capped at
+//! `max_incoming_bytes` per message ([`crate::ws::HubConfig`]).
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
@@ -15,10 +20,12 @@ use axum::Router;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::hub::TokenHolder;
 use super::subscriber::{self, Audience};
 use crate::http::auth::{authenticate, authenticate_token, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiQuery;
+use crate::http::limits::ClientAddr;
 use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -49,20 +56,22 @@ struct SubscribeQuery {
         (status = 101, description = "Switching to the websocket protocol"),
         (status = 400, description = "Not a websocket upgrade, or from is not a non-negative integer", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing or unknown token (header or `?token=`)", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
     ))]
 async fn subscribe(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<SubscribeQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let caller = match (
-        authenticate(&state, &headers).await?,
+        authenticate(&state, &headers, client).await?,
         query.token.as_deref(),
     ) {
         (Some(caller), _) => caller,
-        (None, Some(token)) => authenticate_token(&state, token).await?,
+        (None, Some(token)) => authenticate_token(&state, token, client).await?,
         (None, None) => {
             return Err(ApiError::Unauthorized(
                 "missing token: send `Authorization: Bearer <token>` or `?token=`".into(),
@@ -98,8 +107,16 @@ async fn subscribe(
     };
     let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let hub = state.hub.clone();
+    let incoming = hub.config().max_incoming_bytes.max(256);
+    let holder = match caller {
+        Caller::Admin => TokenHolder::Admin,
+        Caller::Workspace(id) => TokenHolder::Workspace(id),
+    };
     let shutdown = state.shutdown.clone();
-    Ok(upgrade.on_upgrade(move |socket| subscriber::serve(socket, hub, audience, from, shutdown)))
+    Ok(upgrade
+        .max_message_size(incoming)
+        .max_frame_size(incoming)
+        .on_upgrade(move |socket| subscriber::serve(socket, hub, audience, holder, from, shutdown)))
 }
 
 /// The OpenAPI description of this route (assembled in `crate::http::openapi`).

@@ -21,13 +21,19 @@ use projections::broadcast::{broadcast, Broadcast};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
-use super::hub::{Hub, LiveMessage};
+use super::hub::{Hub, LiveMessage, Refusal, TokenHolder};
 use crate::shutdown::Shutdown;
 
 /// Close code for a consumer that fell further behind than its buffer.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// Close code when the server shuts down (RFC 6455 "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code when the token already has its most subscribers (RFC 6455
+/// "policy violation").
+pub const CLOSE_TOKEN_FULL: u16 = 1008;
+/// Close code when the server has its most subscribers (RFC 6455 "try
+/// again later").
+pub const CLOSE_SERVER_FULL: u16 = 1013;
 /// Log entries read per replay query.
 const REPLAY_BATCH: i64 = 1000;
 
@@ -71,16 +77,38 @@ struct Connection {
     cursor: i64,
 }
 
-/// Serve one subscriber until it leaves, falls behind, or shutdown.
+/// Serve one subscriber until it leaves, falls behind, or shutdown — if
+/// the hub admits another subscriber of `holder`; else close at once,
+/// saying why.
 #[tracing::instrument(skip_all, fields(?audience, from))]
 pub async fn serve(
-    socket: WebSocket,
+    mut socket: WebSocket,
     hub: Arc<Hub>,
     audience: Audience,
+    holder: TokenHolder,
     from: Option<i64>,
     mut shutdown: Shutdown,
 ) {
-    let _connected = hub.connect();
+    let _connected = match hub.connect(holder) {
+        Ok(guard) => guard,
+        Err(refusal) => {
+            let code = match refusal {
+                Refusal::TokenFull(_) => CLOSE_TOKEN_FULL,
+                Refusal::ServerFull(_) => CLOSE_SERVER_FULL,
+            };
+            tracing::info!(code, %refusal, "subscriber refused");
+            let frame = CloseFrame {
+                code,
+                reason: refusal.to_string().into(),
+            };
+            let _ = tokio::time::timeout(
+                hub.config().send_timeout,
+                socket.send(Message::Close(Some(frame))),
+            )
+            .await;
+            return;
+        }
+    };
     let start = from.unwrap_or_else(|| hub.position());
     let (sink, stream) = socket.split();
     let mut connection = Connection {
@@ -132,16 +160,27 @@ impl Connection {
         loop {
             let (mut receiver, upto) = self.hub.subscribe();
             while self.cursor < upto {
-                let entries = self
-                    .hub
-                    .reader()
-                    .read_after(self.cursor, REPLAY_BATCH.min(upto - self.cursor))
-                    .await
-                    .map_err(|error| {
-                        End::Close(1011, format!("could not read the log: {error}"))
-                    })?;
-                let Some(last) = entries.last().map(|e| e.position) else {
-                    break;
+                let batch = REPLAY_BATCH.min(upto - self.cursor);
+                let read = match self.audience {
+                    Audience::Everything => self.hub.reader().read_after(self.cursor, batch).await,
+                    Audience::Workspace(id) => {
+                        self.hub
+                            .reader()
+                            .read_for_workspace(id, self.cursor, upto, batch)
+                            .await
+                    }
+                };
+                let entries = read.map_err(|error| {
+                    tracing::warn!(%error, "replay could not read the log");
+                    End::Close(1011, "could not read the log; reconnect".to_string())
+                })?;
+                // A short page of a workspace's entries means none is left
+                // before `upto`.
+                let last = match entries.last().map(|e| e.position) {
+                    Some(last) if entries.len() as i64 == batch => last,
+                    Some(_) | None if matches!(self.audience, Audience::Workspace(_)) => upto,
+                    Some(last) => last,
+                    None => break,
                 };
                 for entry in &entries {
                     let Ok(event) = entry.decode() else { continue };

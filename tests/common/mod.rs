@@ -109,6 +109,21 @@ pub fn fast_dispatch() -> ledger::dispatch::DispatchConfig {
     }
 }
 
+/// The outbound policy of the tests: agents on this host are allowed.
+pub fn local_agents() -> ledger::a2a::OutboundPolicy {
+    "127.0.0.0/8".parse().expect("a CIDR range")
+}
+
+/// No rate limits (the defaults otherwise).
+pub fn unlimited() -> ledger::http::limits::Limits {
+    ledger::http::limits::Limits {
+        registrations_per_minute: 0,
+        auth_failures_per_minute: 0,
+        commands_per_second: 0,
+        ..Default::default()
+    }
+}
+
 /// A service on `database_url` with its configuration adjusted by `adjust`.
 pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let admin_token = format!("admin-{}", Uuid::new_v4().simple());
@@ -121,6 +136,11 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Confi
             enabled: false,
             ..Default::default()
         },
+        // The agents of the tests run on this host.
+        outbound: local_agents(),
+        // Suites drive many workspaces and commands from one address;
+        // `tests/limits.rs` checks the limits themselves.
+        limits: unlimited(),
         ..Config::default()
     };
     adjust(&mut config);
@@ -416,6 +436,15 @@ impl TestApp {
 /// `ledger serve` (the real binary) on `database_url` with `admin_token`;
 /// returns the child and its base URL once it printed where it listens.
 pub fn serve_binary(database_url: &str, admin_token: &str) -> (std::process::Child, String) {
+    serve_binary_with(database_url, admin_token, &[])
+}
+
+/// [`serve_binary`] with more environment (settings as `LEDGER_*`).
+pub fn serve_binary_with(
+    database_url: &str,
+    admin_token: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -425,6 +454,12 @@ pub fn serve_binary(database_url: &str, admin_token: &str) -> (std::process::Chi
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", database_url)
         .env("LEDGER_ADMIN_TOKEN", admin_token)
+        // The tests' agents run on this host, and one address drives it all.
+        .env("LEDGER_ALLOW_OUTBOUND", "127.0.0.0/8")
+        .env("LEDGER_REGISTRATIONS_PER_MINUTE", "0")
+        .env("LEDGER_AUTH_FAILURES_PER_MINUTE", "0")
+        .env("LEDGER_COMMANDS_PER_SECOND", "0")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

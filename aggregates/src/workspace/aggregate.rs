@@ -93,6 +93,15 @@ pub enum WorkspaceCommand {
         max_concurrent: u32,
         at: DateTime<Utc>,
     },
+    /// Replace the workspace's token (by the workspace, or by the admin to
+    /// reissue a revoked one): the old one stops working.
+    RotateToken {
+        token_hash: String,
+        at: DateTime<Utc>,
+    },
+    /// Take the workspace's token away (the admin); no token works for it
+    /// until a rotation issues a new one. No-op when already revoked.
+    RevokeToken { at: DateTime<Utc> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +132,15 @@ pub enum WorkspaceEvent {
         protocol_version: Option<String>,
         at: DateTime<Utc>,
     },
+    WorkspaceTokenRotated {
+        workspace_id: Uuid,
+        token_hash: String,
+        at: DateTime<Utc>,
+    },
+    WorkspaceTokenRevoked {
+        workspace_id: Uuid,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for WorkspaceEvent {
@@ -132,6 +150,8 @@ impl DomainEvent for WorkspaceEvent {
             Self::WorkspaceRegistrationUpdated { .. } => "WorkspaceRegistrationUpdated",
             Self::WorkspaceCapacityReported { .. } => "WorkspaceCapacityReported",
             Self::WorkspaceProtocolVersionSet { .. } => "WorkspaceProtocolVersionSet",
+            Self::WorkspaceTokenRotated { .. } => "WorkspaceTokenRotated",
+            Self::WorkspaceTokenRevoked { .. } => "WorkspaceTokenRevoked",
         }
         .to_string()
     }
@@ -152,6 +172,8 @@ pub enum WorkspaceError {
     UrlRequiredForPush,
     #[error("invalid url: {0}")]
     InvalidUrl(String),
+    #[error("the url must not carry credentials (user:password@); agents are called without them")]
+    CredentialsInUrl,
     #[error("the name is longer than {max} characters")]
     NameTooLong { max: usize },
     #[error("max_concurrent must be at least 1")]
@@ -197,7 +219,8 @@ impl Workspace {
         self.delivery_mode
     }
 
-    /// The hash of the workspace's token; `None` until registered.
+    /// The hash of the workspace's token; `None` until registered, and
+    /// after the token was revoked.
     pub fn token_hash(&self) -> Option<&str> {
         self.token_hash.as_deref()
     }
@@ -305,6 +328,24 @@ impl Workspace {
                     at,
                 }])
             }
+            WorkspaceCommand::RotateToken { token_hash, at } => {
+                let workspace_id = self.workspace_id.ok_or(WorkspaceError::NotRegistered)?;
+                Ok(vec![WorkspaceEvent::WorkspaceTokenRotated {
+                    workspace_id,
+                    token_hash,
+                    at,
+                }])
+            }
+            WorkspaceCommand::RevokeToken { at } => {
+                let workspace_id = self.workspace_id.ok_or(WorkspaceError::NotRegistered)?;
+                if self.token_hash.is_none() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![WorkspaceEvent::WorkspaceTokenRevoked {
+                    workspace_id,
+                    at,
+                }])
+            }
         }
     }
 }
@@ -344,6 +385,9 @@ fn validate_url(url: &str) -> Result<(), WorkspaceError> {
         return Err(WorkspaceError::InvalidUrl(
             "the url has no host".to_string(),
         ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(WorkspaceError::CredentialsInUrl);
     }
     Ok(())
 }
@@ -413,6 +457,14 @@ impl Aggregate for Workspace {
                 ..
             } => {
                 self.protocol_version = protocol_version;
+                self.updated_at = Some(at);
+            }
+            WorkspaceEvent::WorkspaceTokenRotated { token_hash, at, .. } => {
+                self.token_hash = Some(token_hash);
+                self.updated_at = Some(at);
+            }
+            WorkspaceEvent::WorkspaceTokenRevoked { at, .. } => {
+                self.token_hash = None;
                 self.updated_at = Some(at);
             }
         }

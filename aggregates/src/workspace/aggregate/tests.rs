@@ -395,6 +395,89 @@ fn an_unknown_delivery_mode_does_not_parse() {
     }
 }
 
+// -------------------------------------------------------------- Tokens
+
+fn rotated(hash: &str, seconds: i64) -> WorkspaceEvent {
+    WorkspaceEvent::WorkspaceTokenRotated {
+        workspace_id: WORKSPACE,
+        token_hash: hash.to_string(),
+        at: at(seconds),
+    }
+}
+
+fn revoked(seconds: i64) -> WorkspaceEvent {
+    WorkspaceEvent::WorkspaceTokenRevoked {
+        workspace_id: WORKSPACE,
+        at: at(seconds),
+    }
+}
+
+#[test]
+fn rotating_the_token_records_the_new_hash() {
+    WorkspaceTest::with(())
+        .given(push_workspace())
+        .when(WorkspaceCommand::RotateToken {
+            token_hash: "hash-2".to_string(),
+            at: at(5),
+        })
+        .then_expect_events(vec![rotated("hash-2", 5)]);
+    let workspace = fold(vec![push_workspace()[0].clone(), rotated("hash-2", 5)]);
+    assert_eq!(workspace.token_hash(), Some("hash-2"));
+}
+
+#[test]
+fn rotating_the_token_of_an_unregistered_workspace_is_rejected() {
+    WorkspaceTest::with(())
+        .given_no_previous_events()
+        .when(WorkspaceCommand::RotateToken {
+            token_hash: "hash-2".to_string(),
+            at: at(5),
+        })
+        .then_expect_error(WorkspaceError::NotRegistered);
+}
+
+#[test]
+fn revoking_the_token_leaves_the_workspace_without_one() {
+    WorkspaceTest::with(())
+        .given(push_workspace())
+        .when(WorkspaceCommand::RevokeToken { at: at(5) })
+        .then_expect_events(vec![revoked(5)]);
+    let workspace = fold(vec![push_workspace()[0].clone(), revoked(5)]);
+    assert!(workspace.is_registered());
+    assert_eq!(workspace.token_hash(), None);
+}
+
+#[test]
+fn revoking_a_revoked_token_is_a_no_op() {
+    WorkspaceTest::with(())
+        .given(vec![push_workspace()[0].clone(), revoked(5)])
+        .when(WorkspaceCommand::RevokeToken { at: at(6) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_rotation_after_a_revocation_issues_a_working_token_again() {
+    let workspace = fold(vec![
+        push_workspace()[0].clone(),
+        revoked(5),
+        rotated("hash-3", 6),
+    ]);
+    assert_eq!(workspace.token_hash(), Some("hash-3"));
+}
+
+#[test]
+fn a_url_with_credentials_is_rejected() {
+    for url in [
+        "https://user:pw@agent.example/",
+        "https://user@agent.example/",
+    ] {
+        WorkspaceTest::with(())
+            .given_no_previous_events()
+            .when(register(None, Some(url), DeliveryMode::Push))
+            .then_expect_error(WorkspaceError::CredentialsInUrl);
+    }
+}
+
 // --------------------------------------------------------------- Serde
 
 #[test]
@@ -404,6 +487,8 @@ fn every_event_survives_a_json_round_trip() {
         registered(None, None, DeliveryMode::Poll),
         updated(Some("beta"), None, DeliveryMode::Poll),
         reported(1, 3, 20),
+        rotated("hash-2", 30),
+        revoked(40),
     ];
     for event in events {
         let json = serde_json::to_value(&event).expect("serialize");

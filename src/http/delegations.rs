@@ -216,52 +216,61 @@ async fn delegate(
     if let Some(key) = &body.idempotency_key {
         validate_key(key)?;
     }
-    let delegation_id = match &body.idempotency_key {
-        Some(key) => delegation_for_key(&state, caller, source, key).await?,
-        None => Uuid::new_v4(),
-    };
-    let command = DelegationCommand::Send {
-        delegation_id,
-        source_id: source,
-        target_id: target,
-        task,
-        origin: Origin::Managed,
-        idempotency_key: body.idempotency_key.clone(),
-        queue,
-        actor: caller.actor(),
-        at: now(),
-    };
-    let sent = state
-        .bus
-        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
-        .await;
-    let existing = match sent {
-        Ok(executed) if executed.committed > 0 => {
-            tracing::info!(%delegation_id, %target, "delegation sent");
-            let body = json!({ "delegation_id": delegation_id, "status": "delegated", "target_id": target });
-            return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    // A key's id already taken by another workspace's delegation is no
+    // hit: `delegation_for_key` then sees a foreign holder, frees it, and
+    // the next generation's id is tried.
+    let mut attempts = 0;
+    let (delegation_id, existing) = loop {
+        attempts += 1;
+        let delegation_id = match &body.idempotency_key {
+            Some(key) => delegation_for_key(&state, caller, source, key).await?,
+            None => Uuid::new_v4(),
+        };
+        let command = DelegationCommand::Send {
+            delegation_id,
+            source_id: source,
+            target_id: target,
+            task: task.clone(),
+            origin: Origin::Managed,
+            idempotency_key: body.idempotency_key.clone(),
+            queue,
+            actor: caller.actor(),
+            at: now(),
+        };
+        let sent = state
+            .bus
+            .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
+            .await;
+        let existing = match sent {
+            Ok(executed) if executed.committed > 0 => {
+                tracing::info!(%delegation_id, %target, "delegation sent");
+                let body = json!({ "delegation_id": delegation_id, "status": "delegated", "target_id": target });
+                return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+            }
+            // The key's delegation already exists (same or other content).
+            Ok(executed) => executed.state,
+            Err(CommandError::Rejected(DelegationError::AlreadyExists))
+                if body.idempotency_key.is_some() =>
+            {
+                state
+                    .bus
+                    .load::<Delegation>(&delegation_id.to_string())
+                    .await?
+            }
+            Err(other) => return Err(other.into()),
+        };
+        // A hit is only a hit on the caller's own delegation.
+        if existing.source_id() == source {
+            break (delegation_id, existing);
         }
-        // The key's delegation already exists (same or other content).
-        Ok(executed) => executed.state,
-        Err(CommandError::Rejected(DelegationError::AlreadyExists))
-            if body.idempotency_key.is_some() =>
-        {
-            state
-                .bus
-                .load::<Delegation>(&delegation_id.to_string())
-                .await?
+        tracing::warn!(%delegation_id, "an idempotency key's delegation id was taken by another workspace");
+        if attempts >= KEY_CLAIM_ATTEMPTS {
+            return Err(ApiError::Conflict {
+                message: "the idempotency key is contended; try again".into(),
+                current_status: None,
+            });
         }
-        Err(other) => return Err(other.into()),
     };
-    // A hit is only a hit on the caller's own delegation. (The key's id is
-    // unpredictable to others, and `delegation_for_key` skips a foreign
-    // holder, so this is the last line, not the first.)
-    if existing.source_id() != source {
-        return Err(ApiError::Conflict {
-            message: "the idempotency key's delegation id is taken by another workspace's delegation; try again".into(),
-            current_status: None,
-        });
-    }
     let hit = json!({
         "delegation_id": delegation_id,
         "status": existing.status(),

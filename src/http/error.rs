@@ -69,8 +69,26 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// The database being slow or saturated is the service being
+    /// unavailable (503, try again), not a fault: no free connection within
+    /// the acquire timeout, or a statement cancelled by the statement
+    /// timeout (SQLSTATE 57014). Anything else is a fault.
     fn from(error: sqlx::Error) -> Self {
-        Self::internal(error)
+        let cancelled = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "57014");
+        match error {
+            sqlx::Error::PoolTimedOut => Self::Unavailable {
+                message: "the database is busy: no connection was free in time".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            _ if cancelled => Self::Unavailable {
+                message: "the database did not answer in time".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            other => Self::internal(other),
+        }
     }
 }
 

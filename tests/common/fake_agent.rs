@@ -45,6 +45,8 @@ pub enum Reply {
     RpcError { code: i64, message: String },
     /// No answer for a minute (longer than any client timeout in the tests).
     Hang,
+    /// `303 See Other` to this location.
+    Redirect(String),
 }
 
 /// One request the fake received.
@@ -112,6 +114,12 @@ impl FakeAgent {
     /// Starts a fake that answers every send with the message "ok" and
     /// serves no agent card (404).
     pub async fn start() -> FakeAgent {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// [`start`](Self::start) on another loopback address (e.g. 127.0.0.2,
+    /// to tell two hosts apart under an outbound policy).
+    pub async fn start_on(ip: &str) -> FakeAgent {
         let (counter, received) = tokio::sync::watch::channel(0usize);
         let inner = Arc::new(Mutex::new(Inner {
             reply: Reply::Message("ok".to_string()),
@@ -129,7 +137,7 @@ impl FakeAgent {
             .route("/.well-known/agent-card.json", get(card))
             .fallback(rpc)
             .with_state((inner.clone(), Arc::new(counter)));
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind((ip, 0))
             .await
             .expect("fake agent should bind");
         let addr = listener.local_addr().expect("fake agent address");
@@ -390,6 +398,11 @@ async fn send_reply(
             response
         }
         Reply::RpcError { code, message } => rpc_error(id, code, &message),
+        Reply::Redirect(location) => (
+            StatusCode::SEE_OTHER,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             rpc_error(id, -32603, "too late")

@@ -43,6 +43,14 @@ async fn serve_without_a_database_url_runs_on_its_own_postgres_and_stops_it() {
     let admin = line.trim().rsplit(' ').next().expect("token").to_string();
     assert!(admin.starts_with("ldg_"), "{line:?}");
     let saved = std::fs::read_to_string(dir.path().join("admin-token")).expect("saved token");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("admin-token"))
+            .expect("stat the token file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the admin token file is owner-only");
+    }
     assert_eq!(saved.trim(), admin);
 
     // Then, once it is bound, where it listens.

@@ -97,7 +97,9 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router
                     move |error: tower::BoxError| async move { refused(error, timeout, in_flight) },
                 ))
                 .load_shed()
-                .concurrency_limit(in_flight),
+                // Global: `Router::layer` gives every route its own copy of
+                // a layer, and a per-route limit would bound nothing.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight)),
         )
         .layer(axum::middleware::map_response(move |response| {
             error::json_error_bodies(response, max_body_bytes)

@@ -343,6 +343,28 @@ where
         .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
 }
 
+/// Wait until `check` holds, for a condition nothing announces (such as
+/// the state of another database session): re-checked every 20 ms.
+/// Panics after `limit`.
+pub async fn poll_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let wait = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if check().await {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(limit, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
 impl TestApp {
     /// Register a workspace with this registration body (id added).
     pub async fn register_with(&self, body: Value) -> Workspace {

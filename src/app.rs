@@ -95,6 +95,10 @@ impl Application {
             limits: Arc::new(http::limits::RateLimits::new(&config.limits)),
             outbound: Arc::new(config.outbound.clone()),
             key_secret: Arc::from(key_secret),
+            deadlines: http::Deadlines {
+                default: config.dispatch.default_deadline,
+                max: config.dispatch.max_deadline,
+            },
             hub: background.hub.clone(),
             shutdown: closing_signal,
             progress: background.progress.clone(),

@@ -204,6 +204,7 @@ mod tests {
                 origin: Origin::Recorded,
                 idempotency_key: None,
                 queue: Default::default(),
+                deadline: None,
                 actor: Actor::Workspace(SOURCE),
                 at: at(),
             }

@@ -4,9 +4,12 @@
 //! * `DelegationSent` → a `delegate` row in the source's feed; it carries
 //!   the delegation's current status and is updated in place as the
 //!   delegation moves.
-//! * `DelegationCompleted` / `DelegationFailed` → a `delegate_result` row
-//!   (the dashboard's record of the outcome) and an `a2a_receive` row (the
-//!   result pushed to the caller's inbox) in the source's feed.
+//! * `DelegationCompleted` / `DelegationFailed` / `DelegationCanceled` → a
+//!   `delegate_result` row (the dashboard's record of the outcome) and an
+//!   `a2a_receive` row (the result pushed to the caller's inbox) in the
+//!   source's feed.
+//! * `DelegationInputRequired` → an `a2a_receive` row in the source's feed
+//!   carrying the target's question (`response_body.question`).
 //!
 //! Row ids are derived from the event that created the row, so a rebuild
 //! produces the same ids a live run did and cursors stay valid.
@@ -75,8 +78,100 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
             .as_bytes(),
         )
     };
-    let status_of = |event: &DelegationEvent| event.status().as_str();
+    // Every arm below but the attempt's has a status.
+    let status_of = |event: &DelegationEvent| {
+        event
+            .status()
+            .map_or(DelegationStatus::Pending.as_str(), DelegationStatus::as_str)
+    };
     match event {
+        DelegationEvent::DelegationSendAttempted { .. } => Vec::new(),
+        DelegationEvent::DelegationInputRequired {
+            delegation_id,
+            source_id,
+            target_id,
+            question,
+            at,
+            ..
+        } => vec![
+            ActivityChange::UpdateDelegateRow {
+                delegation_id: *delegation_id,
+                status: DelegationStatus::InputRequired.as_str(),
+                error_detail: None,
+                response_body: Some(json!({ "question": question, "delegation_id": delegation_id })),
+            },
+            ActivityChange::Insert(ActivityRow {
+                id: row_id(0),
+                workspace_id: *source_id,
+                activity_type: "a2a_receive",
+                method: Some("input_required"),
+                source_id: Some(*target_id),
+                target_id: Some(*source_id),
+                summary: format!(
+                    "Question from {target_id}: {}",
+                    preview(question, SUMMARY_PREVIEW_CHARS)
+                ),
+                status: Some(DelegationStatus::InputRequired.as_str()),
+                request_body: None,
+                response_body: Some(json!({ "question": question, "delegation_id": delegation_id })),
+                error_detail: None,
+                delegation_id: Some(*delegation_id),
+                created_at: *at,
+                log_position: entry.position,
+                ordinal: 0,
+            }),
+        ],
+        DelegationEvent::DelegationCanceled {
+            delegation_id,
+            source_id,
+            target_id,
+            reason,
+            at,
+            ..
+        } => {
+            let canceled = DelegationStatus::Canceled.as_str();
+            let outcome = |ordinal, activity_type, from, to, summary: String| {
+                ActivityChange::Insert(ActivityRow {
+                    id: row_id(ordinal),
+                    workspace_id: *source_id,
+                    activity_type,
+                    method: Some("delegate_result"),
+                    source_id: Some(from),
+                    target_id: Some(to),
+                    summary,
+                    status: Some(canceled),
+                    request_body: None,
+                    response_body: Some(json!({ "delegation_id": delegation_id })),
+                    error_detail: Some(format!("canceled: {reason}")),
+                    delegation_id: Some(*delegation_id),
+                    created_at: *at,
+                    log_position: entry.position,
+                    ordinal,
+                })
+            };
+            vec![
+                ActivityChange::UpdateDelegateRow {
+                    delegation_id: *delegation_id,
+                    status: canceled,
+                    error_detail: Some(format!("canceled: {reason}")),
+                    response_body: None,
+                },
+                outcome(
+                    0,
+                    "delegation",
+                    *source_id,
+                    *target_id,
+                    "Delegation canceled".to_string(),
+                ),
+                outcome(
+                    1,
+                    "a2a_receive",
+                    *target_id,
+                    *source_id,
+                    format!("Delegation to {target_id} canceled"),
+                ),
+            ]
+        }
         DelegationEvent::DelegationSent {
             delegation_id,
             source_id,
@@ -398,6 +493,7 @@ mod tests {
             origin,
             idempotency_key: Some("key-1".to_string()),
             queue: Default::default(),
+            deadline: None,
             actor: actor(),
             at: at(),
         })

@@ -57,15 +57,25 @@ impl Broadcast {
 /// events are not broadcast). Pure: no IO, no clock.
 pub fn broadcast(entry: &LogEntry, event: &LedgerEvent) -> Option<Broadcast> {
     match event {
-        LedgerEvent::Delegation(event) => Some(delegation(entry.position, event)),
+        LedgerEvent::Delegation(event) => delegation(entry.position, event),
         LedgerEvent::QueueItem(event) => Some(queue_item(entry.position, event)),
         LedgerEvent::Workspace(_) | LedgerEvent::IdempotencyKey(_) => None,
     }
 }
 
-fn delegation(position: i64, event: &DelegationEvent) -> Broadcast {
+fn delegation(position: i64, event: &DelegationEvent) -> Option<Broadcast> {
     let (source_id, target_id) = event.parties();
     let (kind, payload) = match event {
+        // Internal to the dispatcher: nothing a subscriber sees changes.
+        DelegationEvent::DelegationSendAttempted { .. } => return None,
+        DelegationEvent::DelegationInputRequired { question, .. } => (
+            "DELEGATION_INPUT_REQUIRED",
+            json!({ "target_id": target_id, "question": question }),
+        ),
+        DelegationEvent::DelegationCanceled { reason, .. } => (
+            "DELEGATION_CANCELED",
+            json!({ "target_id": target_id, "reason": reason }),
+        ),
         DelegationEvent::DelegationSent { task_preview, .. } => (
             "DELEGATION_SENT",
             json!({ "target_id": target_id, "task_preview": task_preview }),
@@ -86,10 +96,10 @@ fn delegation(position: i64, event: &DelegationEvent) -> Broadcast {
         | DelegationEvent::DelegationInProgress { .. }
         | DelegationEvent::DelegationQueued { .. } => (
             "DELEGATION_STATUS",
-            json!({ "target_id": target_id, "status": event.status().as_str() }),
+            json!({ "target_id": target_id, "status": event.status().map(|s| s.as_str()) }),
         ),
     };
-    Broadcast {
+    Some(Broadcast {
         position,
         kind,
         workspace_id: source_id,
@@ -97,7 +107,7 @@ fn delegation(position: i64, event: &DelegationEvent) -> Broadcast {
         delegation_id: Some(event.delegation_id()),
         at: event.at(),
         payload,
-    }
+    })
 }
 
 fn queue_item(position: i64, event: &QueueItemEvent) -> Broadcast {
@@ -287,6 +297,7 @@ mod tests {
             origin,
             idempotency_key: Some("key-1".to_string()),
             queue: Default::default(),
+            deadline: None,
             actor: Actor::Workspace(SOURCE),
             at: at(),
         })

@@ -21,6 +21,7 @@ pub enum DelegationChange {
         origin: &'static str,
         status: &'static str,
         idempotency_key: Option<String>,
+        deadline: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
     Update(StatusChange),
@@ -38,6 +39,9 @@ pub struct StatusChange {
     pub result: Option<String>,
     pub response_preview: Option<String>,
     pub error: Option<String>,
+    /// The target's question (with `input_required`; any other status
+    /// clears it).
+    pub question: Option<String>,
 }
 
 /// The view change an event causes. Pure: no IO, no clock.
@@ -45,7 +49,8 @@ pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
     let LedgerEvent::Delegation(event) = event else {
         return None;
     };
-    let status = event.status().as_str();
+    // A send attempt changes nothing the view shows.
+    let status = event.status()?.as_str();
     let update = |delegation_id: Uuid, at: DateTime<Utc>| StatusChange {
         delegation_id,
         status,
@@ -56,6 +61,7 @@ pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
         result: None,
         response_preview: None,
         error: None,
+        question: None,
     };
     Some(match event {
         DelegationEvent::DelegationSent {
@@ -65,6 +71,7 @@ pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
             task,
             origin,
             idempotency_key,
+            deadline,
             at,
             ..
         } => DelegationChange::Insert {
@@ -78,6 +85,7 @@ pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
             },
             status,
             idempotency_key: idempotency_key.clone(),
+            deadline: *deadline,
             at: *at,
         },
         DelegationEvent::DelegationDispatched {
@@ -126,12 +134,31 @@ pub fn change(event: &LedgerEvent) -> Option<DelegationChange> {
             error: Some(error.clone()),
             ..update(*delegation_id, *at)
         }),
+        DelegationEvent::DelegationInputRequired {
+            delegation_id,
+            question,
+            at,
+            ..
+        } => DelegationChange::Update(StatusChange {
+            question: Some(question.clone()),
+            ..update(*delegation_id, *at)
+        }),
+        DelegationEvent::DelegationCanceled {
+            delegation_id,
+            reason,
+            at,
+            ..
+        } => DelegationChange::Update(StatusChange {
+            error: Some(format!("canceled: {reason}")),
+            ..update(*delegation_id, *at)
+        }),
         DelegationEvent::DelegationReceived {
             delegation_id, at, ..
         }
         | DelegationEvent::DelegationInProgress {
             delegation_id, at, ..
         } => DelegationChange::Update(update(*delegation_id, *at)),
+        DelegationEvent::DelegationSendAttempted { .. } => return None,
     })
 }
 
@@ -149,13 +176,14 @@ pub async fn apply_change(
             origin,
             status,
             idempotency_key,
+            deadline,
             at,
         } => {
             let history = json!([{ "status": status, "at": timestamp(at) }]);
             sqlx::query(
                 "insert into delegations (delegation_id, source_id, target_id, task, origin, status, \
-                 idempotency_key, history, created_at, updated_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                 idempotency_key, history, created_at, updated_at, deadline) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
             )
             .bind(delegation_id)
             .bind(source_id)
@@ -166,6 +194,7 @@ pub async fn apply_change(
             .bind(idempotency_key)
             .bind(history)
             .bind(at)
+            .bind(deadline)
             .execute(conn)
             .await?;
         }
@@ -179,6 +208,7 @@ pub async fn apply_change(
             result,
             response_preview,
             error,
+            question,
         }) => {
             // A same-status event (a re-dispatch recording the remote task
             // id) refreshes fields but is not a new history step.
@@ -192,7 +222,8 @@ pub async fn apply_change(
                  queue_id = coalesce($7, queue_id), \
                  result = coalesce($8, result), \
                  response_preview = coalesce($9, response_preview), \
-                 error = coalesce($10, error) \
+                 error = coalesce($10, error), \
+                 question = case when $2 = 'input_required' then coalesce($11, question) end \
                  where delegation_id = $1",
             )
             .bind(delegation_id)
@@ -205,6 +236,7 @@ pub async fn apply_change(
             .bind(result)
             .bind(response_preview)
             .bind(error)
+            .bind(question)
             .execute(conn)
             .await?;
         }
@@ -272,6 +304,7 @@ mod tests {
             origin,
             idempotency_key: idempotency_key.map(str::to_string),
             queue: Default::default(),
+            deadline: None,
             actor: Actor::Workspace(SOURCE),
             at: at(),
         })
@@ -289,6 +322,7 @@ mod tests {
             result: None,
             response_preview: None,
             error: None,
+            question: None,
         }
     }
 
@@ -304,6 +338,7 @@ mod tests {
                 origin: "managed",
                 status: "pending",
                 idempotency_key: Some("key-1".to_string()),
+                deadline: None,
                 at: at(),
             })
         );
@@ -321,6 +356,7 @@ mod tests {
                 origin: "recorded",
                 status: "dispatched",
                 idempotency_key: None,
+                deadline: None,
                 at: at(),
             })
         );

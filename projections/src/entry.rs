@@ -177,6 +177,7 @@ mod tests {
             origin: Origin::Recorded,
             idempotency_key: Some("key-1".to_string()),
             queue: Default::default(),
+            deadline: None,
             actor: Actor::Workspace(SOURCE),
             at: at(),
         }
@@ -403,6 +404,7 @@ mod tests {
             origin: Origin::Recorded,
             idempotency_key: Some("key-1".to_string()),
             queue: Default::default(),
+            deadline: None,
             actor: Actor::Workspace(SOURCE),
             at: at(),
         };

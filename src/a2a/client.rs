@@ -113,12 +113,18 @@ pub struct CallError {
     pub http_status: Option<u16>,
     /// The JSON-RPC error code, when the agent answered with one.
     pub rpc_code: Option<i64>,
+    /// Whether the request may have reached the agent although no answer
+    /// arrived (a timeout or a broken connection after it was written, a
+    /// gateway's 502/504): a resend then risks a second task, so the
+    /// dispatcher looks for the first before sending again.
+    pub maybe_delivered: bool,
 }
 
 impl CallError {
     fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
         Self {
             kind,
+            maybe_delivered: false,
             reason: reason.into(),
             retry_after: None,
             http_status: None,
@@ -299,6 +305,45 @@ impl A2aClient {
         wire::parse_send_response(&body).map_err(from_wire)
     }
 
+    /// Asks the agent to cancel a task (best effort: the agent may refuse,
+    /// e.g. -32002 "not cancelable").
+    pub async fn cancel_task(
+        &self,
+        url: &str,
+        version: ProtocolVersion,
+        task_id: &str,
+    ) -> Result<(), CallError> {
+        let request = wire::cancel_task_request(version, task_id);
+        let body = self.rpc(url, version, &request).await?;
+        wire::parse_cancel_task_response(&body).map_err(from_wire)
+    }
+
+    /// The agent's tasks of `context_id` (the delegation id a send carries),
+    /// or `None` when the agent offers no way to list them (v0.3, or a v1.0
+    /// agent that answers "method not found" / "unsupported operation").
+    pub async fn find_tasks(
+        &self,
+        url: &str,
+        version: ProtocolVersion,
+        context_id: &str,
+    ) -> Result<Option<Vec<TaskSnapshot>>, CallError> {
+        if version.list_tasks_method().is_none() {
+            return Ok(None);
+        }
+        let request = wire::list_tasks_request(context_id);
+        let body = self.rpc(url, version, &request).await?;
+        match wire::parse_list_tasks_response(&body) {
+            Ok(tasks) => Ok(Some(
+                tasks
+                    .into_iter()
+                    .filter(|task| task.context_id.as_deref().is_none_or(|c| c == context_id))
+                    .collect(),
+            )),
+            Err(WireError::Rpc(rpc)) if matches!(rpc.code, -32601 | -32004) => Ok(None),
+            Err(other) => Err(from_wire(other)),
+        }
+    }
+
     /// Reads the current state of a remote task.
     pub async fn get_task(
         &self,
@@ -399,6 +444,9 @@ impl A2aClient {
         let mut e = CallError::new(kind, format!("{reason} (from {})", display_url(url)));
         e.http_status = Some(status);
         e.retry_after = retry_after;
+        // A gateway that timed out or lost the agent may have passed the
+        // request on; a restarting or busy agent did not take it.
+        e.maybe_delivered = matches!(status, 408 | 502 | 504 | 521..=524);
         Err(e)
     }
 
@@ -472,17 +520,21 @@ fn transport_error(e: &reqwest::Error, url: &str, timeout: Duration) -> CallErro
             format!("too many redirects from {url}: {detail}"),
         );
     }
-    let reason = if e.is_timeout() {
+    let reason = if e.is_connect() {
+        format!("could not connect to {url}: {detail}")
+    } else if e.is_timeout() {
         format!(
             "no answer from {url} within {:.1}s (timed out)",
             timeout.as_secs_f64()
         )
-    } else if e.is_connect() {
-        format!("could not connect to {url}: {detail}")
     } else {
         format!("the connection to {url} failed: {detail}")
     };
-    CallError::new(ErrorKind::Transient, reason)
+    let mut error = CallError::new(ErrorKind::Transient, reason);
+    // Only a connection that never opened is sure not to have carried the
+    // request.
+    error.maybe_delivered = !e.is_connect();
+    error
 }
 
 /// The error and its sources, outermost first ("connection refused" lives

@@ -132,6 +132,23 @@ impl ProtocolVersion {
         }
     }
 
+    /// The JSON-RPC method that asks the agent to cancel a task.
+    pub fn cancel_task_method(self) -> &'static str {
+        match self {
+            ProtocolVersion::V0_3 => "tasks/cancel",
+            ProtocolVersion::V1_0 => "CancelTask",
+        }
+    }
+
+    /// The JSON-RPC method that lists tasks by context, where the version
+    /// has one (v0.3 has none).
+    pub fn list_tasks_method(self) -> Option<&'static str> {
+        match self {
+            ProtocolVersion::V0_3 => None,
+            ProtocolVersion::V1_0 => Some("ListTasks"),
+        }
+    }
+
     /// Which version a version string names: any "1.x" is v1.0 (the spec
     /// keeps one interface per major version, latest minor), any "0.3.x"
     /// is v0.3. Older or unknown versions are `None`.

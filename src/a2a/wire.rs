@@ -42,7 +42,9 @@ pub const PART_SEPARATOR: &str = "\n";
 /// of one delegation sends the same message. The JSON-RPC `id` is the message
 /// id too (any value is valid; a stable one makes the agent's logs
 /// correlate). The delegation id travels in the message metadata so an
-/// agent can correlate without knowing the ledger's id scheme.
+/// agent can correlate without knowing the ledger's id scheme, and is the
+/// message's `contextId`, so the task it starts can be found again by
+/// context (v1.0 `ListTasks`) when it is unknown whether a send arrived.
 pub fn send_request(
     version: ProtocolVersion,
     message_id: &str,
@@ -50,11 +52,13 @@ pub fn send_request(
     task: &str,
 ) -> Value {
     let metadata = json!({ "delegationId": delegation_id.to_string() });
+    let context_id = delegation_id.to_string();
     let (message, configuration) = match version {
         ProtocolVersion::V0_3 => (
             json!({
                 "kind": "message",
                 "messageId": message_id,
+                "contextId": context_id,
                 "role": "user",
                 "parts": [{ "kind": "text", "text": task }],
                 "metadata": metadata,
@@ -64,6 +68,7 @@ pub fn send_request(
         ProtocolVersion::V1_0 => (
             json!({
                 "messageId": message_id,
+                "contextId": context_id,
                 "role": "ROLE_USER",
                 "parts": [{ "text": task }],
                 "metadata": metadata,
@@ -86,6 +91,26 @@ pub fn get_task_request(version: ProtocolVersion, task_id: &str) -> Value {
         "id": format!("get-{task_id}"),
         "method": version.get_task_method(),
         "params": { "id": task_id },
+    })
+}
+
+/// The JSON-RPC request that asks the agent to cancel a task.
+pub fn cancel_task_request(version: ProtocolVersion, task_id: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": format!("cancel-{task_id}"),
+        "method": version.cancel_task_method(),
+        "params": { "id": task_id },
+    })
+}
+
+/// The v1.0 `ListTasks` request for the tasks of one context.
+pub fn list_tasks_request(context_id: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": format!("list-{context_id}"),
+        "method": "ListTasks",
+        "params": { "contextId": context_id, "pageSize": 10 },
     })
 }
 
@@ -301,6 +326,25 @@ pub fn parse_get_task_response(body: &[u8]) -> Result<TaskSnapshot, WireError> {
             "expected a task, got a result of kind {other:?}"
         ))),
     }
+}
+
+/// Reads the answer to `ListTasks`: `{tasks: [Task…], …}`.
+pub fn parse_list_tasks_response(body: &[u8]) -> Result<Vec<TaskSnapshot>, WireError> {
+    let result = parse_envelope(body)?;
+    match result.get("tasks") {
+        Some(Value::Array(tasks)) => tasks.iter().map(parse_task).collect(),
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(other) => Err(malformed(format!(
+            "the task list is {}, not a list",
+            type_name(other)
+        ))),
+    }
+}
+
+/// Reads the answer to `tasks/cancel` / `CancelTask`: the task, whose
+/// state is not trusted to say anything yet (cancellation may be pending).
+pub fn parse_cancel_task_response(body: &[u8]) -> Result<(), WireError> {
+    parse_envelope(body).map(|_| ())
 }
 
 /// The JSON-RPC envelope: the `result` value, or the `error` as an error.

@@ -83,8 +83,13 @@ pub struct DispatchConfig {
     pub max_poll_failures: u32,
     /// How long a target's resolved endpoint (agent card) is reused.
     pub endpoint_ttl: Duration,
-    /// How often expired queue items are marked expired.
+    /// How often expired queue items are marked expired, and delegations
+    /// past their deadline failed.
     pub expiry_sweep: Duration,
+    /// The deadline of a managed delegation that names none.
+    pub default_deadline: Duration,
+    /// The longest deadline a delegate request may ask for.
+    pub max_deadline: Duration,
     /// Pause before a follower tries the leader lock again.
     pub election_interval: Duration,
     pub client: A2aClientConfig,
@@ -108,6 +113,8 @@ impl Default for DispatchConfig {
             max_poll_failures: 30,
             endpoint_ttl: Duration::from_secs(60),
             expiry_sweep: Duration::from_secs(1),
+            default_deadline: Duration::from_secs(24 * 3600),
+            max_deadline: Duration::from_secs(7 * 24 * 3600),
             election_interval: Duration::from_secs(1),
             client: A2aClientConfig::default(),
         }

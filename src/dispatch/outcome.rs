@@ -30,6 +30,12 @@ pub fn sanitized(update: StatusUpdate) -> StatusUpdate {
         StatusUpdate::Dispatched { remote_task_id } => StatusUpdate::Dispatched {
             remote_task_id: remote_task_id.map(|id| storable(&id)),
         },
+        StatusUpdate::InputRequired { question } => StatusUpdate::InputRequired {
+            question: storable(&question),
+        },
+        StatusUpdate::Canceled { reason } => StatusUpdate::Canceled {
+            reason: storable(&reason),
+        },
         other => other,
     }
 }
@@ -63,8 +69,14 @@ fn acknowledged_raw(outcome: &SendOutcome) -> Vec<StatusUpdate> {
 }
 
 /// The step a reading of the remote task stands for, if any. Its text is
-/// made storable where it is recorded (a step with text ends the delegation,
-/// and the drive's `finish` sanitizes every end).
+/// made storable where it is recorded ([`sanitized`]).
+///
+/// * `input-required` / `auth-required`: the agent asks something before it
+///   goes on — `input_required`, with its status message as the question;
+///   the delegation stays live (followed until it moves on or its deadline
+///   passes).
+/// * `rejected` / `failed`: the delegation fails, saying so.
+/// * `canceled`: the agent cancelled its task — so is the delegation.
 pub fn task_step(task: &TaskSnapshot) -> Option<StatusUpdate> {
     let detail = task
         .status_text
@@ -77,28 +89,30 @@ pub fn task_step(task: &TaskSnapshot) -> Option<StatusUpdate> {
         TaskState::Completed => Some(StatusUpdate::Completed {
             result: task.result_text().unwrap_or_default().to_string(),
         }),
-        TaskState::Failed | TaskState::Canceled | TaskState::Rejected => {
-            Some(StatusUpdate::Failed {
-                error: format!(
-                    "the agent's task {} ended {}{detail}",
-                    task.id, task.raw_state
-                ),
-            })
-        }
-        TaskState::InputRequired | TaskState::AuthRequired => Some(StatusUpdate::Failed {
+        TaskState::Failed | TaskState::Rejected => Some(StatusUpdate::Failed {
             error: format!(
-                "the agent's task {} is {} (it waits for an answer the ledger cannot give){detail}",
+                "the agent's task {} ended {}{detail}",
                 task.id, task.raw_state
             ),
+        }),
+        TaskState::Canceled => Some(StatusUpdate::Canceled {
+            reason: format!("the agent canceled its task {}{detail}", task.id),
+        }),
+        TaskState::InputRequired | TaskState::AuthRequired => Some(StatusUpdate::InputRequired {
+            question: task.status_text.clone().unwrap_or_else(|| {
+                format!("the agent's task {} is {}", task.id, task.raw_state)
+            }),
         }),
         TaskState::Unknown => None,
     }
 }
 
 /// Whether a task in this state will change no more by itself: the
-/// dispatcher stops following it.
+/// dispatcher stops following it. A task waiting for input is still
+/// followed: it may be answered elsewhere and go on (its deadline ends it
+/// otherwise).
 pub fn stops_following(state: TaskState) -> bool {
-    state.is_terminal() || state.is_interrupted()
+    state.is_terminal()
 }
 
 /// `step` if it moves a delegation in `current` forward (a reading that
@@ -107,8 +121,11 @@ pub fn forward(current: DelegationStatus, step: StatusUpdate) -> Option<StatusUp
     use DelegationStatus as S;
     let stale = matches!(
         (&step, current),
-        (_, S::Completed | S::Failed)
-            | (StatusUpdate::Received, S::Received | S::InProgress)
+        (_, S::Completed | S::Failed | S::Canceled)
+            | (
+                StatusUpdate::Received,
+                S::Received | S::InProgress | S::InputRequired
+            )
             | (StatusUpdate::InProgress, S::InProgress)
     );
     (!stale).then_some(step)
@@ -187,15 +204,33 @@ mod tests {
                 && error.contains("TASK_STATE_REJECTED")
                 && error.contains("note")
         );
-        let Some(StatusUpdate::Failed { error }) =
-            task_step(&task(TaskState::InputRequired, "input-required"))
+        assert_eq!(
+            task_step(&task(TaskState::InputRequired, "input-required")),
+            Some(StatusUpdate::InputRequired {
+                question: "note".into()
+            }),
+            "the agent's status message is its question"
+        );
+        let Some(StatusUpdate::InputRequired { question }) =
+            task_step(&TaskSnapshot {
+                status_text: None,
+                ..task(TaskState::AuthRequired, "TASK_STATE_AUTH_REQUIRED")
+            })
         else {
-            panic!("a task waiting for input fails the delegation");
+            panic!("a task waiting for authorization waits for input");
         };
-        assert!(error.contains("input-required"));
+        assert!(question.contains("TASK_STATE_AUTH_REQUIRED"));
+        let Some(StatusUpdate::Canceled { reason }) =
+            task_step(&task(TaskState::Canceled, "canceled"))
+        else {
+            panic!("a task the agent canceled cancels the delegation");
+        };
+        assert!(reason.contains("t-1"));
         assert_eq!(task_step(&task(TaskState::Unknown, "odd")), None);
-        assert!(stops_following(TaskState::AuthRequired));
+        assert!(!stops_following(TaskState::AuthRequired));
+        assert!(!stops_following(TaskState::InputRequired));
         assert!(stops_following(TaskState::Canceled));
+        assert!(stops_following(TaskState::Rejected));
         assert!(!stops_following(TaskState::Working));
     }
 

@@ -129,6 +129,7 @@ mod tests {
             origin,
             idempotency_key: None,
             queue: Default::default(),
+            deadline: None,
             actor: Actor::Admin,
             at: Utc::now(),
         })

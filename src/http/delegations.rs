@@ -45,6 +45,10 @@ pub fn router() -> Router<AppState> {
             "/workspaces/{id}/delegations/{delegation_id}/update",
             post(update),
         )
+        .route(
+            "/workspaces/{id}/delegations/{delegation_id}/cancel",
+            post(cancel),
+        )
         .route("/workspaces/{id}/delegations", get(list))
         .route("/workspaces/{id}/delegations/{delegation_id}", get(get_one))
 }
@@ -115,6 +119,30 @@ struct DelegateRequest {
     /// was queued.
     #[schema(minimum = 1, maximum = 2592000)]
     expires_in_seconds: Option<i64>,
+    /// Seconds (at least 1, at most the configured maximum) after which the
+    /// delegation fails with `deadline exceeded` if it has not ended; the
+    /// configured default when absent.
+    #[schema(minimum = 1)]
+    deadline_seconds: Option<i64>,
+}
+
+/// The deadline of a managed delegation sent `at`.
+fn deadline_of(
+    body: &DelegateRequest,
+    deadlines: super::Deadlines,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
+    let max = deadlines.max.as_secs() as i64;
+    let seconds = match body.deadline_seconds {
+        None => deadlines.default.as_secs() as i64,
+        Some(s) if (1..=max).contains(&s) => s,
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "deadline_seconds must be between 1 and {max}; got {s}"
+            )))
+        }
+    };
+    Ok(at + chrono::Duration::seconds(seconds))
 }
 
 /// The largest `expires_in_seconds` accepted (30 days).
@@ -201,6 +229,7 @@ async fn delegate(
     let target = parse_uuid("target_id", &body.target_id)?;
     let task = task_of(&body)?;
     let queue = queue_options(&body)?;
+    let deadline = deadline_of(&body, state.deadlines, now())?;
     validate_task(source, target, &task)?;
     let target_known: bool =
         sqlx::query_scalar("select exists(select 1 from workspaces where id = $1)")
@@ -234,6 +263,7 @@ async fn delegate(
             origin: Origin::Managed,
             idempotency_key: body.idempotency_key.clone(),
             queue,
+            deadline: Some(deadline),
             actor: caller.actor(),
             at: now(),
         };
@@ -396,6 +426,8 @@ async fn record(
         origin: Origin::Recorded,
         idempotency_key: None,
         queue: QueueOptions::default(),
+        // The agent dispatches it: only a managed delegation has a deadline.
+        deadline: None,
         actor: caller.actor(),
         at: now(),
     };
@@ -413,27 +445,42 @@ async fn record(
 #[serde(deny_unknown_fields)]
 struct UpdateRequest {
     /// The new status.
-    #[schema(pattern = "^(dispatched|received|in_progress|queued|completed|failed)$")]
+    #[schema(pattern = "^(dispatched|received|in_progress|queued|input_required|completed|failed|canceled)$")]
     status: String,
-    /// Why it failed (with `failed`).
+    /// Why it failed (with `failed`) or was cancelled (with `canceled`).
     error: Option<String>,
     /// The result (with `completed`).
     response_preview: Option<String>,
+    /// The target's question (with `input_required`).
+    question: Option<String>,
 }
 
+/// The statuses a report may name.
+const REPORTABLE: &str =
+    "dispatched, received, in_progress, queued, input_required, completed, failed, canceled";
+
 fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
+    let reason = |text: Option<String>| {
+        text.filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| "no reason given".into())
+    };
     Ok(match body.status.as_str() {
         "dispatched" => StatusUpdate::Dispatched { remote_task_id: None },
         "received" => StatusUpdate::Received,
         "in_progress" => StatusUpdate::InProgress,
         "queued" => StatusUpdate::Queued { queue_id: None },
-        "completed" => StatusUpdate::Completed { result: body.response_preview.unwrap_or_default() },
-        "failed" => StatusUpdate::Failed {
-            error: body.error.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "no reason given".into()),
+        "input_required" => StatusUpdate::InputRequired {
+            question: body
+                .question
+                .filter(|q| !q.trim().is_empty())
+                .ok_or_else(|| ApiError::bad_request("question: `input_required` needs the target's question"))?,
         },
+        "completed" => StatusUpdate::Completed { result: body.response_preview.unwrap_or_default() },
+        "failed" => StatusUpdate::Failed { error: reason(body.error) },
+        "canceled" => StatusUpdate::Canceled { reason: reason(body.error) },
         other => {
             return Err(ApiError::bad_request(format!(
-                "status must be one of dispatched, received, in_progress, queued, completed, failed; got {other:?}"
+                "status must be one of {REPORTABLE}; got {other:?}"
             )))
         }
     })
@@ -471,6 +518,60 @@ async fn update(
     }
     let command = DelegationCommand::UpdateStatus {
         update,
+        actor: caller.actor(),
+        at: now(),
+    };
+    let executed = state
+        .bus
+        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
+        .await?;
+    let status = executed.state.status().map(DelegationStatus::as_str);
+    Ok(Json(
+        json!({ "status": status, "delegation_id": delegation_id }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {
+    /// Why it is withdrawn (shown to both parties).
+    reason: Option<String>,
+}
+
+/// Withdraw a delegation (its source, or the admin): it becomes `canceled`
+/// (terminal), and a task its target runs for it is asked to cancel.
+#[utoipa::path(post, path = "/workspaces/{id}/delegations/{delegation_id}/cancel", tag = "delegations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The workspace's id (the delegation's source)"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
+    request_body(content = Option<CancelRequest>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "Canceled (or already canceled)", body = crate::http::openapi::schemas::UpdateAccepted),
+        (status = 400, description = "Malformed body", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such workspace or delegation sent by it", body = crate::http::error::ErrorBody),
+        (status = 409, description = "The delegation already ended (`current_status` says how)", body = crate::http::error::ErrorBody),
+        (status = 413, description = "The body is larger than the configured limit", body = crate::http::error::ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(workspace_id = %id, delegation_id = %delegation_id))]
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, delegation_id)): ApiPath<(String, String)>,
+    body: Option<ApiJson<CancelRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = caller.workspace_in_path(&id)?;
+    let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
+    let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
+    let current: Delegation = state.bus.load(&delegation_id.to_string()).await?;
+    // Only its caller withdraws a delegation.
+    if current.status().is_none() || current.source_id() != workspace {
+        return Err(not_found());
+    }
+    let reason = body
+        .and_then(|ApiJson(body)| body.reason)
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "canceled by the caller".to_string());
+    let command = DelegationCommand::Cancel {
+        reason,
         actor: caller.actor(),
         at: now(),
     };
@@ -564,7 +665,7 @@ async fn get_one(
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
     let row = sqlx::query(
         "select delegation_id, source_id, target_id, task, status, result, error, queue_id, \
-         created_at, updated_at, history from delegations \
+         question, deadline, created_at, updated_at, history from delegations \
          where delegation_id = $1 and (source_id = $2 or target_id = $2)",
     )
     .bind(delegation_id)
@@ -582,7 +683,10 @@ async fn get_one(
         "updated_at": row.try_get::<DateTime<Utc>, _>("updated_at")?,
         "history": row.try_get::<Value, _>("history")?,
     });
-    for (field, column) in [("result", "result"), ("error", "error")] {
+    if let Some(deadline) = row.try_get::<Option<DateTime<Utc>>, _>("deadline")? {
+        body["deadline"] = json!(deadline);
+    }
+    for (field, column) in [("result", "result"), ("error", "error"), ("question", "question")] {
         if let Some(value) = row.try_get::<Option<String>, _>(column)? {
             body[field] = json!(value);
         }
@@ -595,5 +699,5 @@ async fn get_one(
 
 /// The OpenAPI description of these routes (assembled in `super::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(delegate, record, update, list, get_one))]
+#[openapi(paths(delegate, record, update, cancel, list, get_one))]
 pub(super) struct Api;

@@ -15,7 +15,7 @@ impl DomainErrorStatus for DelegationError {
                 ApiError::BadRequest(message)
             }
             Self::NotFound => ApiError::NotFound(message),
-            Self::AlreadyExists => ApiError::Conflict {
+            Self::AlreadyExists | Self::Superseded { .. } => ApiError::Conflict {
                 message,
                 current_status: None,
             },

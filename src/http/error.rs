@@ -106,6 +106,7 @@ impl<E: DomainErrorStatus> From<CommandError<E>> for ApiError {
                 current_status: None,
             },
             CommandError::Store(message) => Self::Internal(message),
+            fenced @ CommandError::Fenced { .. } => Self::internal(fenced),
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct AppState {
     pub outbound: Arc<OutboundPolicy>,
     /// Keys idempotency-key delegation ids ([`crate::secrets`]).
     pub key_secret: Arc<[u8]>,
+    /// The deadline of a managed delegation that names none, and the
+    /// longest one a request may name.
+    pub deadlines: Deadlines,
     /// The live feed's fan-out.
     pub hub: Arc<Hub>,
     /// Fires when the server starts shutting down: websocket subscribers
@@ -58,6 +61,13 @@ pub struct AppState {
     pub progress: Arc<crate::log::progress::Progress>,
     /// `/readyz` fails when a projection lags the head by more entries.
     pub readiness_max_lag: i64,
+}
+
+/// Deadlines of managed delegations.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub default: Duration,
+    pub max: Duration,
 }
 
 /// The request id header: kept when the client sent one, else a fresh

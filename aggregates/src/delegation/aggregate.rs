@@ -50,6 +50,9 @@ pub enum DelegationError {
     },
     #[error("the delegation is already {current} with other content")]
     TerminalConflict { current: DelegationStatus },
+    /// A send attempt of a dispatcher leader deposed by a later one.
+    #[error("dispatcher epoch {epoch} was superseded by epoch {current}")]
+    Superseded { epoch: u64, current: u64 },
 }
 
 impl DelegationError {
@@ -83,6 +86,23 @@ pub struct Delegation {
     queue: QueueOptions,
     #[serde(default)]
     delivered_to_inbox: bool,
+    /// Sends the dispatcher recorded it was about to make.
+    #[serde(default)]
+    sends_attempted: u32,
+    /// The latest dispatcher epoch that attempted a send.
+    #[serde(default)]
+    epoch: Option<u64>,
+    /// When the latest send attempt was recorded.
+    #[serde(default)]
+    last_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    deadline: Option<DateTime<Utc>>,
+    /// The target's latest question, while it waits for input.
+    #[serde(default)]
+    question: Option<String>,
+    /// Why it was cancelled, once cancelled.
+    #[serde(default)]
+    cancel_reason: Option<String>,
     queue_id: Option<Uuid>,
     result: Option<String>,
     error: Option<String>,
@@ -148,6 +168,42 @@ impl Delegation {
         self.delivered_to_inbox
     }
 
+    /// Sends the dispatcher recorded it was about to make.
+    pub fn sends_attempted(&self) -> u32 {
+        self.sends_attempted
+    }
+
+    /// Whether a send was recorded as attempted but never acknowledged: it
+    /// may or may not have reached the target.
+    pub fn send_unacknowledged(&self) -> bool {
+        self.sends_attempted > self.attempts
+    }
+
+    /// The latest dispatcher epoch that attempted a send.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// When the latest send attempt was recorded.
+    pub fn last_attempt_at(&self) -> Option<DateTime<Utc>> {
+        self.last_attempt_at
+    }
+
+    /// When a still-live managed delegation fails.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadline
+    }
+
+    /// The target's question while it waits for input.
+    pub fn question(&self) -> Option<&str> {
+        self.question.as_deref()
+    }
+
+    /// Why it was cancelled.
+    pub fn cancel_reason(&self) -> Option<&str> {
+        self.cancel_reason.as_deref()
+    }
+
     /// The full result text, once completed.
     pub fn result(&self) -> Option<&str> {
         self.result.as_deref()
@@ -192,6 +248,7 @@ impl Delegation {
                 origin,
                 idempotency_key,
                 queue,
+                deadline,
                 actor,
                 at,
             } => {
@@ -229,9 +286,54 @@ impl Delegation {
                     origin,
                     idempotency_key,
                     queue,
+                    deadline,
                     actor,
                     at,
                 }])
+            }
+            DelegationCommand::AttemptSend { epoch, actor, at } => {
+                let current = self.status.ok_or(DelegationError::NotFound)?;
+                if current.is_terminal() {
+                    return Err(DelegationError::TerminalConflict { current });
+                }
+                if let Some(known) = self.epoch.filter(|known| *known > epoch) {
+                    return Err(DelegationError::Superseded {
+                        epoch,
+                        current: known,
+                    });
+                }
+                if !matches!(current, DelegationStatus::Pending | DelegationStatus::Queued) {
+                    return Err(DelegationError::InvalidTransition {
+                        from: current,
+                        to: DelegationStatus::Dispatched,
+                    });
+                }
+                Ok(vec![DelegationEvent::DelegationSendAttempted {
+                    delegation_id: self.delegation_id,
+                    source_id: self.source_id,
+                    target_id: self.target_id,
+                    attempt: self.sends_attempted.saturating_add(1),
+                    epoch,
+                    actor,
+                    at,
+                }])
+            }
+            DelegationCommand::Cancel { reason, actor, at } => {
+                self.update_status(StatusUpdate::Canceled { reason }, actor, at)
+            }
+            DelegationCommand::ExpireDeadline { actor, at } => {
+                let current = self.status.ok_or(DelegationError::NotFound)?;
+                match self.deadline {
+                    Some(deadline) if !current.is_terminal() && deadline <= at => self
+                        .update_status(
+                            StatusUpdate::Failed {
+                                error: DEADLINE_EXCEEDED.to_string(),
+                            },
+                            actor,
+                            at,
+                        ),
+                    _ => Ok(Vec::new()),
+                }
             }
             DelegationCommand::DeliverToInbox { actor, at } => {
                 let current = self.status.ok_or(DelegationError::NotFound)?;
@@ -291,6 +393,10 @@ impl Delegation {
                     current == DelegationStatus::Failed
                         && self.error.as_deref() == Some(error.as_str())
                 }
+                StatusUpdate::Canceled { reason } => {
+                    current == DelegationStatus::Canceled
+                        && self.cancel_reason.as_deref() == Some(reason.as_str())
+                }
                 _ => false,
             };
             return if repeat {
@@ -301,13 +407,26 @@ impl Delegation {
         }
 
         // Repeating the current status is a no-op, except that the remote
-        // task id of the current attempt may arrive in a later report.
+        // task id of the current attempt may arrive in a later report, and
+        // a waiting target may ask another question.
         if to == current {
             return Ok(match update {
                 StatusUpdate::Dispatched {
                     remote_task_id: Some(remote_task_id),
                 } if self.remote_task_id.as_deref() != Some(remote_task_id.as_str()) => {
                     vec![self.event_dispatched(self.attempts, Some(remote_task_id), actor, at)]
+                }
+                StatusUpdate::InputRequired { question }
+                    if self.question.as_deref() != Some(question.as_str()) =>
+                {
+                    vec![DelegationEvent::DelegationInputRequired {
+                        delegation_id: self.delegation_id,
+                        source_id: self.source_id,
+                        target_id: self.target_id,
+                        question,
+                        actor,
+                        at,
+                    }]
                 }
                 _ => Vec::new(),
             });
@@ -320,9 +439,14 @@ impl Delegation {
         let (delegation_id, source_id, target_id) =
             (self.delegation_id, self.source_id, self.target_id);
         let event = match update {
-            StatusUpdate::Dispatched { remote_task_id } => {
-                self.event_dispatched(self.attempts.saturating_add(1), remote_task_id, actor, at)
-            }
+            // The acknowledgement of the latest recorded attempt (or of a
+            // new one, for a delegation never attempted by the dispatcher).
+            StatusUpdate::Dispatched { remote_task_id } => self.event_dispatched(
+                self.attempts.saturating_add(1).max(self.sends_attempted),
+                remote_task_id,
+                actor,
+                at,
+            ),
             StatusUpdate::Received => DelegationEvent::DelegationReceived {
                 delegation_id,
                 source_id,
@@ -365,6 +489,22 @@ impl Delegation {
                 actor,
                 at,
             },
+            StatusUpdate::InputRequired { question } => DelegationEvent::DelegationInputRequired {
+                delegation_id,
+                source_id,
+                target_id,
+                question,
+                actor,
+                at,
+            },
+            StatusUpdate::Canceled { reason } => DelegationEvent::DelegationCanceled {
+                delegation_id,
+                source_id,
+                target_id,
+                reason,
+                actor,
+                at,
+            },
         };
         Ok(vec![event])
     }
@@ -397,25 +537,37 @@ fn target_status(update: &StatusUpdate) -> DelegationStatus {
         StatusUpdate::Queued { .. } => DelegationStatus::Queued,
         StatusUpdate::Completed { .. } => DelegationStatus::Completed,
         StatusUpdate::Failed { .. } => DelegationStatus::Failed,
+        StatusUpdate::InputRequired { .. } => DelegationStatus::InputRequired,
+        StatusUpdate::Canceled { .. } => DelegationStatus::Canceled,
     }
 }
 
 /// The lifecycle moves forward only: a busy target may queue a sent
 /// delegation and it is then dispatched again, but once the target has
-/// received it, it can only progress or finish. Any live delegation may
-/// finish. Repeats of the current status are handled before this check.
+/// received it, it can only progress or finish. A target at work may stop
+/// to ask a question and go on once it has its answer. Any live delegation
+/// may finish, or be cancelled. Repeats of the current status are handled
+/// before this check.
 fn can_transition(from: DelegationStatus, to: DelegationStatus) -> bool {
-    use DelegationStatus::{Completed, Dispatched, Failed, InProgress, Pending, Queued, Received};
+    use DelegationStatus::{
+        Canceled, Completed, Dispatched, Failed, InProgress, InputRequired, Pending, Queued,
+        Received,
+    };
     match (from, to) {
-        (Completed | Failed, _) => false,
-        (_, Completed | Failed) => true,
+        (Completed | Failed | Canceled, _) => false,
+        (_, Completed | Failed | Canceled) => true,
         (Pending, Dispatched | Queued | Received | InProgress) => true,
-        (Dispatched, Queued | Received | InProgress) => true,
-        (Queued, Dispatched | Received | InProgress) => true,
-        (Received, InProgress) => true,
+        (Dispatched, Queued | Received | InProgress | InputRequired) => true,
+        (Queued, Dispatched | Received | InProgress | InputRequired) => true,
+        (Received, InProgress | InputRequired) => true,
+        (InProgress, InputRequired) => true,
+        (InputRequired, Received | InProgress) => true,
         _ => false,
     }
 }
+
+/// The failure reason of a delegation whose deadline passed.
+pub const DEADLINE_EXCEEDED: &str = "deadline exceeded";
 
 impl Aggregate for Delegation {
     const TYPE: &'static str = "delegation";
@@ -440,6 +592,19 @@ impl Aggregate for Delegation {
         let status = event.status();
         let at = event.at();
         match event {
+            DelegationEvent::DelegationSendAttempted {
+                attempt, epoch, at, ..
+            } => {
+                self.sends_attempted = attempt;
+                self.last_attempt_at = Some(at);
+                self.epoch = Some(self.epoch.map_or(epoch, |known| known.max(epoch)));
+            }
+            DelegationEvent::DelegationInputRequired { question, .. } => {
+                self.question = Some(question);
+            }
+            DelegationEvent::DelegationCanceled { reason, .. } => {
+                self.cancel_reason = Some(reason);
+            }
             DelegationEvent::DelegationSent {
                 delegation_id,
                 source_id,
@@ -448,10 +613,12 @@ impl Aggregate for Delegation {
                 origin,
                 idempotency_key,
                 queue,
+                deadline,
                 at,
                 ..
             } => {
                 self.queue = queue;
+                self.deadline = deadline;
                 self.delegation_id = delegation_id;
                 self.source_id = source_id;
                 self.target_id = target_id;
@@ -489,10 +656,15 @@ impl Aggregate for Delegation {
             DelegationEvent::DelegationReceived { .. }
             | DelegationEvent::DelegationInProgress { .. } => {}
         }
-        if self.status != Some(status) {
-            self.history.push((status, at));
+        if let Some(status) = status {
+            if self.status != Some(status) {
+                self.history.push((status, at));
+            }
+            if status != DelegationStatus::InputRequired {
+                self.question = None;
+            }
+            self.status = Some(status);
         }
-        self.status = Some(status);
         self.updated_at = Some(at);
     }
 }

@@ -19,9 +19,28 @@ pub enum DelegationCommand {
         origin: Origin,
         idempotency_key: Option<String>,
         queue: QueueOptions,
+        /// When a managed delegation still live fails (`None`: never).
+        deadline: Option<DateTime<Utc>>,
         actor: Actor,
         at: DateTime<Utc>,
     },
+    /// Record that the dispatcher, leading in `epoch`, sends the next
+    /// attempt now. Rejected for a finished delegation, and for an epoch
+    /// older than one that already attempted it (a deposed leader).
+    AttemptSend {
+        epoch: u64,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// The caller withdraws the delegation.
+    Cancel {
+        reason: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// Fail the delegation if it is still live and its deadline is at or
+    /// before `at` (a no-op otherwise).
+    ExpireDeadline { actor: Actor, at: DateTime<Utc> },
     /// Put a pending delegation in its (polling) target's inbox instead of
     /// sending it. Repeating it is a no-op.
     DeliverToInbox { actor: Actor, at: DateTime<Utc> },
@@ -63,5 +82,13 @@ pub enum StatusUpdate {
     },
     Failed {
         error: String,
+    },
+    /// The target asks a question before it can go on.
+    InputRequired {
+        question: String,
+    },
+    /// The target's agent cancelled the task.
+    Canceled {
+        reason: String,
     },
 }

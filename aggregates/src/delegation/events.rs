@@ -48,8 +48,15 @@ pub enum DelegationStatus {
     Queued,
     Received,
     InProgress,
+    /// The target asked a question (A2A `input-required` or
+    /// `auth-required`) and waits for an answer it does not get through the
+    /// ledger; the delegation is live until it moves on, is cancelled, or
+    /// its deadline passes.
+    InputRequired,
     Completed,
     Failed,
+    /// Withdrawn by its caller, or cancelled by the target's agent.
+    Canceled,
 }
 
 impl DelegationStatus {
@@ -61,13 +68,33 @@ impl DelegationStatus {
             Self::Queued => "queued",
             Self::Received => "received",
             Self::InProgress => "in_progress",
+            Self::InputRequired => "input_required",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Canceled => "canceled",
         }
     }
 
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 9] = [
+        Self::Pending,
+        Self::Dispatched,
+        Self::Queued,
+        Self::Received,
+        Self::InProgress,
+        Self::InputRequired,
+        Self::Completed,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    /// The status a wire name names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled)
     }
 }
 
@@ -93,6 +120,24 @@ pub enum DelegationEvent {
         /// Priority and TTL should the target be busy.
         #[serde(default, skip_serializing_if = "QueueOptions::is_default")]
         queue: QueueOptions,
+        /// A managed delegation still live at this time fails with
+        /// `deadline exceeded`. Absent from events without one, so older
+        /// events serialize as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<DateTime<Utc>>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// The dispatcher (leader of epoch `epoch`) is about to send attempt
+    /// `attempt`. Recorded before the send, so a leader that lost its
+    /// leadership cannot send (its record fails to commit), and a later
+    /// leader knows a send may have reached the target. No status change.
+    DelegationSendAttempted {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        attempt: u32,
+        epoch: u64,
         actor: Actor,
         at: DateTime<Utc>,
     },
@@ -156,6 +201,24 @@ pub enum DelegationEvent {
         actor: Actor,
         at: DateTime<Utc>,
     },
+    /// The target's agent asked a question before it can go on.
+    DelegationInputRequired {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        question: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// Withdrawn by the caller, or cancelled by the target's agent.
+    DelegationCanceled {
+        delegation_id: Uuid,
+        source_id: Uuid,
+        target_id: Uuid,
+        reason: String,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DelegationEvent {
@@ -168,7 +231,10 @@ impl DelegationEvent {
             | Self::DelegationInProgress { delegation_id, .. }
             | Self::DelegationQueued { delegation_id, .. }
             | Self::DelegationCompleted { delegation_id, .. }
-            | Self::DelegationFailed { delegation_id, .. } => *delegation_id,
+            | Self::DelegationFailed { delegation_id, .. }
+            | Self::DelegationSendAttempted { delegation_id, .. }
+            | Self::DelegationInputRequired { delegation_id, .. }
+            | Self::DelegationCanceled { delegation_id, .. } => *delegation_id,
         }
     }
 
@@ -214,6 +280,21 @@ impl DelegationEvent {
                 source_id,
                 target_id,
                 ..
+            }
+            | Self::DelegationSendAttempted {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationInputRequired {
+                source_id,
+                target_id,
+                ..
+            }
+            | Self::DelegationCanceled {
+                source_id,
+                target_id,
+                ..
             } => (*source_id, *target_id),
         }
     }
@@ -228,13 +309,17 @@ impl DelegationEvent {
             | Self::DelegationInProgress { at, .. }
             | Self::DelegationQueued { at, .. }
             | Self::DelegationCompleted { at, .. }
-            | Self::DelegationFailed { at, .. } => *at,
+            | Self::DelegationFailed { at, .. }
+            | Self::DelegationSendAttempted { at, .. }
+            | Self::DelegationInputRequired { at, .. }
+            | Self::DelegationCanceled { at, .. } => *at,
         }
     }
 
-    /// The status the delegation has after this event.
-    pub fn status(&self) -> DelegationStatus {
-        match self {
+    /// The status the delegation enters with this event; `None` for an
+    /// event that leaves the status as it was (a send attempt).
+    pub fn status(&self) -> Option<DelegationStatus> {
+        Some(match self {
             Self::DelegationSent {
                 origin: Origin::Managed,
                 ..
@@ -251,7 +336,10 @@ impl DelegationEvent {
             Self::DelegationQueued { .. } => DelegationStatus::Queued,
             Self::DelegationCompleted { .. } => DelegationStatus::Completed,
             Self::DelegationFailed { .. } => DelegationStatus::Failed,
-        }
+            Self::DelegationInputRequired { .. } => DelegationStatus::InputRequired,
+            Self::DelegationCanceled { .. } => DelegationStatus::Canceled,
+            Self::DelegationSendAttempted { .. } => return None,
+        })
     }
 }
 
@@ -266,6 +354,9 @@ impl DomainEvent for DelegationEvent {
             Self::DelegationQueued { .. } => "DelegationQueued",
             Self::DelegationCompleted { .. } => "DelegationCompleted",
             Self::DelegationFailed { .. } => "DelegationFailed",
+            Self::DelegationSendAttempted { .. } => "DelegationSendAttempted",
+            Self::DelegationInputRequired { .. } => "DelegationInputRequired",
+            Self::DelegationCanceled { .. } => "DelegationCanceled",
         }
         .to_string()
     }

@@ -246,6 +246,21 @@ impl QueueItem {
                     }
                 }
             }
+            QueueItemCommand::Withdraw { reason, at } => {
+                let current = self.status.ok_or(QueueItemError::NotFound)?;
+                if !matches!(current, QueueItemStatus::Queued | QueueItemStatus::Dispatched) {
+                    return Ok(Vec::new());
+                }
+                QueueItemEvent::QueueItemFailed {
+                    queue_id: self.queue_id,
+                    target_id: self.target_id,
+                    caller_id: self.caller_id,
+                    delegation_id: self.delegation_id,
+                    attempts: self.attempts,
+                    error: reason,
+                    at,
+                }
+            }
             QueueItemCommand::Expire { at } => {
                 let current = self.status.ok_or(QueueItemError::NotFound)?;
                 if current != QueueItemStatus::Queued {

@@ -37,4 +37,8 @@ pub enum QueueItemCommand {
     Fail { error: String, at: DateTime<Utc> },
     /// Mark a queued item whose `expires_at` has passed by `at`.
     Expire { at: DateTime<Utc> },
+    /// End a live item (queued or dispatched) because its delegation ended
+    /// another way (cancelled, past its deadline): it becomes `failed` with
+    /// `reason`, and is never dispatched again. A no-op on an ended item.
+    Withdraw { reason: String, at: DateTime<Utc> },
 }

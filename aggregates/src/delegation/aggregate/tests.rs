@@ -47,6 +47,7 @@ fn send(origin: Origin, task: &str) -> DelegationCommand {
         origin,
         idempotency_key: Some("key-1".to_string()),
         queue: Default::default(),
+        deadline: None,
         actor: source_actor(),
         at: t0(),
     }
@@ -62,6 +63,7 @@ fn sent(origin: Origin, task: &str) -> DelegationEvent {
         origin,
         idempotency_key: Some("key-1".to_string()),
         queue: Default::default(),
+        deadline: None,
         actor: source_actor(),
         at: t0(),
     }
@@ -158,8 +160,46 @@ fn history_to(status: DelegationStatus) -> Vec<DelegationEvent> {
             events.extend([dispatched(1, None, 1), completed("done", 2)])
         }
         DelegationStatus::Failed => events.extend([dispatched(1, None, 1), failed("boom", 2)]),
+        DelegationStatus::InputRequired => {
+            events.extend([dispatched(1, None, 1), input_required("which file?", 2)])
+        }
+        DelegationStatus::Canceled => events.push(canceled("no longer needed", 2)),
     }
     events
+}
+
+fn input_required(question: &str, seconds: i64) -> DelegationEvent {
+    DelegationEvent::DelegationInputRequired {
+        delegation_id: DELEGATION,
+        source_id: SOURCE,
+        target_id: TARGET,
+        question: question.to_string(),
+        actor: dispatcher(),
+        at: at(seconds),
+    }
+}
+
+fn canceled(reason: &str, seconds: i64) -> DelegationEvent {
+    DelegationEvent::DelegationCanceled {
+        delegation_id: DELEGATION,
+        source_id: SOURCE,
+        target_id: TARGET,
+        reason: reason.to_string(),
+        actor: dispatcher(),
+        at: at(seconds),
+    }
+}
+
+fn attempted(attempt: u32, epoch: u64, seconds: i64) -> DelegationEvent {
+    DelegationEvent::DelegationSendAttempted {
+        delegation_id: DELEGATION,
+        source_id: SOURCE,
+        target_id: TARGET,
+        attempt,
+        epoch,
+        actor: dispatcher(),
+        at: at(seconds),
+    }
 }
 
 fn fold(events: Vec<DelegationEvent>) -> Delegation {
@@ -240,6 +280,7 @@ fn delegating_to_oneself_is_rejected() {
             origin: Origin::Managed,
             idempotency_key: None,
             queue: Default::default(),
+            deadline: None,
             actor: source_actor(),
             at: t0(),
         })
@@ -350,6 +391,7 @@ fn sending_between_other_workspaces_under_an_existing_id_is_rejected() {
                 origin: Origin::Managed,
                 idempotency_key: Some("key-1".to_string()),
                 queue: Default::default(),
+            deadline: None,
                 actor: source_actor(),
                 at: t0(),
             })
@@ -777,24 +819,35 @@ fn a_finished_delegation_accepts_no_progress_report() {
 fn allowed_targets(from: DelegationStatus) -> &'static [DelegationStatus] {
     use DelegationStatus::*;
     match from {
-        Pending => &[Dispatched, Queued, Received, InProgress, Completed, Failed],
-        Dispatched => &[Queued, Received, InProgress, Completed, Failed],
-        Queued => &[Dispatched, Received, InProgress, Completed, Failed],
-        Received => &[InProgress, Completed, Failed],
-        InProgress => &[Completed, Failed],
-        Completed | Failed => &[],
+        Pending => &[
+            Dispatched, Queued, Received, InProgress, Completed, Failed, Canceled,
+        ],
+        Dispatched => &[
+            Queued,
+            Received,
+            InProgress,
+            InputRequired,
+            Completed,
+            Failed,
+            Canceled,
+        ],
+        Queued => &[
+            Dispatched,
+            Received,
+            InProgress,
+            InputRequired,
+            Completed,
+            Failed,
+            Canceled,
+        ],
+        Received => &[InProgress, InputRequired, Completed, Failed, Canceled],
+        InProgress => &[InputRequired, Completed, Failed, Canceled],
+        InputRequired => &[Received, InProgress, Completed, Failed, Canceled],
+        Completed | Failed | Canceled => &[],
     }
 }
 
-const ALL_STATUSES: [DelegationStatus; 7] = [
-    DelegationStatus::Pending,
-    DelegationStatus::Dispatched,
-    DelegationStatus::Queued,
-    DelegationStatus::Received,
-    DelegationStatus::InProgress,
-    DelegationStatus::Completed,
-    DelegationStatus::Failed,
-];
+const ALL_STATUSES: [DelegationStatus; 9] = DelegationStatus::ALL;
 
 /// An update to `to` whose content differs from anything in `history_to`,
 /// and the event it must cause when allowed (`attempts` before it).
@@ -828,6 +881,18 @@ fn update_to(to: DelegationStatus, attempts: u32) -> Option<(StatusUpdate, Deleg
             },
             failed("new error", AT),
         ),
+        DelegationStatus::InputRequired => (
+            StatusUpdate::InputRequired {
+                question: "a new question".to_string(),
+            },
+            input_required("a new question", AT),
+        ),
+        DelegationStatus::Canceled => (
+            StatusUpdate::Canceled {
+                reason: "a new reason".to_string(),
+            },
+            canceled("a new reason", AT),
+        ),
     })
 }
 
@@ -849,11 +914,13 @@ fn every_transition_follows_the_table() {
                 Err(DelegationError::TerminalConflict { current: from })
             } else if from == to {
                 // Only dispatched → dispatched with a new remote task id
-                // writes; it keeps the attempt number.
+                // writes (it keeps the attempt number), and a new question
+                // of a waiting target.
                 Ok(match to {
                     DelegationStatus::Dispatched => {
                         vec![dispatched(attempts, Some("remote-new"), 100)]
                     }
+                    DelegationStatus::InputRequired => vec![event],
                     _ => vec![],
                 })
             } else if allowed_targets(from).contains(&to) {
@@ -864,13 +931,218 @@ fn every_transition_follows_the_table() {
             assert_eq!(result, expected, "{from} → {to}");
             if let Ok(events) = &result {
                 for event in events {
-                    assert_eq!(event.status(), to, "{from} → {to}");
+                    assert_eq!(event.status(), Some(to), "{from} → {to}");
                 }
             }
             checked += 1;
         }
     }
-    assert_eq!(checked, 7 * 6);
+    assert_eq!(checked, 9 * 8);
+}
+
+// ------------------------------------------------- Attempts and fencing
+
+fn attempt(epoch: u64, seconds: i64) -> DelegationCommand {
+    DelegationCommand::AttemptSend {
+        epoch,
+        actor: dispatcher(),
+        at: at(seconds),
+    }
+}
+
+#[test]
+fn a_send_attempt_is_recorded_before_the_send_without_changing_the_status() {
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Pending))
+        .when(attempt(3, 1))
+        .then_expect_events(vec![attempted(1, 3, 1)]);
+    let state = fold(vec![sent(Origin::Managed, "t"), attempted(1, 3, 1)]);
+    assert_eq!(state.status(), Some(DelegationStatus::Pending));
+    assert!(state.send_unacknowledged());
+    assert_eq!(state.epoch(), Some(3));
+    assert_eq!(state.history().len(), 1);
+}
+
+#[test]
+fn an_acknowledgement_settles_the_latest_attempt() {
+    let state = fold(vec![
+        sent(Origin::Managed, "t"),
+        attempted(1, 3, 1),
+        attempted(2, 3, 2),
+    ]);
+    assert!(state.send_unacknowledged());
+    DelegationTest::with(())
+        .given(vec![
+            sent(Origin::Managed, "t"),
+            attempted(1, 3, 1),
+            attempted(2, 3, 2),
+        ])
+        .when(update(
+            StatusUpdate::Dispatched {
+                remote_task_id: Some("r".to_string()),
+            },
+            3,
+        ))
+        .then_expect_events(vec![dispatched(2, Some("r"), 3)]);
+    let acknowledged = fold(vec![
+        sent(Origin::Managed, "t"),
+        attempted(1, 3, 1),
+        attempted(2, 3, 2),
+        dispatched(2, Some("r"), 3),
+    ]);
+    assert!(!acknowledged.send_unacknowledged());
+}
+
+#[test]
+fn a_deposed_leaders_attempt_is_rejected() {
+    DelegationTest::with(())
+        .given(vec![sent(Origin::Managed, "t"), attempted(1, 5, 1)])
+        .when(attempt(4, 2))
+        .then_expect_error(DelegationError::Superseded {
+            epoch: 4,
+            current: 5,
+        });
+}
+
+#[test]
+fn nothing_is_attempted_once_acknowledged_or_finished() {
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::InProgress))
+        .when(attempt(1, 10))
+        .then_expect_error(DelegationError::InvalidTransition {
+            from: DelegationStatus::InProgress,
+            to: DelegationStatus::Dispatched,
+        });
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Canceled))
+        .when(attempt(1, 10))
+        .then_expect_error(DelegationError::TerminalConflict {
+            current: DelegationStatus::Canceled,
+        });
+}
+
+// ----------------------------------------------- Input, cancel, deadline
+
+#[test]
+fn a_question_is_kept_while_the_target_waits_and_dropped_when_it_goes_on() {
+    let waiting = fold(history_to(DelegationStatus::InputRequired));
+    assert_eq!(waiting.question(), Some("which file?"));
+    let mut events = history_to(DelegationStatus::InputRequired);
+    events.push(in_progress(5));
+    assert_eq!(fold(events).question(), None);
+}
+
+#[test]
+fn the_caller_cancels_a_live_delegation() {
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Dispatched))
+        .when(DelegationCommand::Cancel {
+            reason: "no longer needed".to_string(),
+            actor: dispatcher(),
+            at: at(2),
+        })
+        .then_expect_events(vec![canceled("no longer needed", 2)]);
+    let state = fold(history_to(DelegationStatus::Canceled));
+    assert_eq!(state.status(), Some(DelegationStatus::Canceled));
+    assert_eq!(state.cancel_reason(), Some("no longer needed"));
+    assert!(DelegationStatus::Canceled.is_terminal());
+}
+
+#[test]
+fn cancelling_a_finished_delegation_is_a_conflict() {
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Completed))
+        .when(DelegationCommand::Cancel {
+            reason: "too late".to_string(),
+            actor: source_actor(),
+            at: at(9),
+        })
+        .then_expect_error(DelegationError::TerminalConflict {
+            current: DelegationStatus::Completed,
+        });
+}
+
+fn with_deadline(seconds: i64) -> DelegationEvent {
+    let DelegationEvent::DelegationSent {
+        delegation_id,
+        source_id,
+        target_id,
+        task,
+        task_preview,
+        origin,
+        idempotency_key,
+        queue,
+        actor,
+        at: sent_at,
+        ..
+    } = sent(Origin::Managed, "t")
+    else {
+        unreachable!("sent() builds a DelegationSent")
+    };
+    DelegationEvent::DelegationSent {
+        delegation_id,
+        source_id,
+        target_id,
+        task,
+        task_preview,
+        origin,
+        idempotency_key,
+        queue,
+        deadline: Some(at(seconds)),
+        actor,
+        at: sent_at,
+    }
+}
+
+#[test]
+fn a_delegation_past_its_deadline_fails_with_deadline_exceeded() {
+    DelegationTest::with(())
+        .given(vec![with_deadline(60), dispatched(1, Some("r"), 1)])
+        .when(DelegationCommand::ExpireDeadline {
+            actor: dispatcher(),
+            at: at(60),
+        })
+        .then_expect_events(vec![DelegationEvent::DelegationFailed {
+            delegation_id: DELEGATION,
+            source_id: SOURCE,
+            target_id: TARGET,
+            error: DEADLINE_EXCEEDED.to_string(),
+            actor: dispatcher(),
+            at: at(60),
+        }]);
+}
+
+#[test]
+fn the_deadline_does_nothing_before_it_passes_or_after_the_end() {
+    DelegationTest::with(())
+        .given(vec![with_deadline(60)])
+        .when(DelegationCommand::ExpireDeadline {
+            actor: dispatcher(),
+            at: at(59),
+        })
+        .then_expect_events(vec![]);
+    DelegationTest::with(())
+        .given(vec![with_deadline(60), completed("done", 5)])
+        .when(DelegationCommand::ExpireDeadline {
+            actor: dispatcher(),
+            at: at(61),
+        })
+        .then_expect_events(vec![]);
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Pending))
+        .when(DelegationCommand::ExpireDeadline {
+            actor: dispatcher(),
+            at: at(10_000),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn status_names_round_trip() {
+    for status in DelegationStatus::ALL {
+        assert_eq!(DelegationStatus::from_name(status.as_str()), Some(status));
+    }
+    assert_eq!(DelegationStatus::from_name("paused"), None);
 }
 
 // ---------------------------------------------------------------- State
@@ -991,6 +1263,10 @@ fn every_event_survives_a_json_round_trip() {
         in_progress(5),
         completed("done", 6),
         failed("boom", 7),
+        attempted(1, 2, 8),
+        input_required("which?", 9),
+        canceled("not needed", 10),
+        with_deadline(60),
     ];
     for event in events {
         let json = serde_json::to_value(&event).expect("serialize");
@@ -1001,6 +1277,12 @@ fn every_event_survives_a_json_round_trip() {
         let back: DelegationEvent = serde_json::from_value(json).expect("deserialize");
         assert_eq!(back, event);
     }
+}
+
+#[test]
+fn a_sent_event_without_a_deadline_serializes_as_before_the_field_existed() {
+    let json = serde_json::to_value(sent(Origin::Managed, "t")).expect("serialize");
+    assert!(json["DelegationSent"].get("deadline").is_none(), "{json}");
 }
 
 #[test]

@@ -300,12 +300,51 @@ fn acting_on_an_item_that_was_never_enqueued_is_not_found() {
             at: at(1),
         },
         QueueItemCommand::Expire { at: at(1) },
+        QueueItemCommand::Withdraw {
+            reason: "gone".to_string(),
+            at: at(1),
+        },
     ];
     for command in commands {
         QueueItemTest::with(())
             .given_no_previous_events()
             .when(command)
             .then_expect_error(QueueItemError::NotFound);
+    }
+}
+
+// ------------------------------------------------------------ Withdraw
+
+#[test]
+fn withdrawing_a_live_item_fails_it_with_the_reason() {
+    for (status, attempts) in [
+        (QueueItemStatus::Queued, 0),
+        (QueueItemStatus::Dispatched, 1),
+    ] {
+        QueueItemTest::with(())
+            .given(history_to(status))
+            .when(QueueItemCommand::Withdraw {
+                reason: "the delegation was canceled".to_string(),
+                at: at(50),
+            })
+            .then_expect_events(vec![failed(attempts, "the delegation was canceled", 50)]);
+    }
+}
+
+#[test]
+fn withdrawing_an_ended_item_is_a_no_op() {
+    for status in [
+        QueueItemStatus::Completed,
+        QueueItemStatus::Failed,
+        QueueItemStatus::Expired,
+    ] {
+        QueueItemTest::with(())
+            .given(history_to(status))
+            .when(QueueItemCommand::Withdraw {
+                reason: "late".to_string(),
+                at: at(200),
+            })
+            .then_expect_events(vec![]);
     }
 }
 

@@ -8,14 +8,24 @@
 //! every projection has applied them (bounded by a timeout).
 //!
 //! Nothing else is written in the command's transaction; views are updated
-//! by the projection runners from the log.
+//! by the projection runners from the log — with one exception, a *fenced*
+//! command ([`CommandBus::execute_fenced`]): its transaction also checks that
+//! a leadership epoch is still current (the dispatcher records each send
+//! this way, so a deposed leader can record — and so make — no send).
+//!
+//! # Layout
+//!
+//! * [`append`] — events inserted in one statement, in the `postgres-es`
+//!   table shape (for fenced commands, which need their own transaction).
+
+pub mod append;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use cqrs_es::persist::{PersistedEventStore, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::{PgPool, Row};
 
@@ -50,6 +60,19 @@ pub enum CommandError<E: std::error::Error> {
     /// The store failed (an opaque 5xx).
     #[error("event store failure: {0}")]
     Store(String),
+    /// A fenced command's leadership epoch is no longer current: the
+    /// process that issued it no longer leads.
+    #[error("leadership epoch {epoch} of {role} is no longer current")]
+    Fenced { role: &'static str, epoch: u64 },
+}
+
+/// A leadership epoch a fenced command must still hold when it commits
+/// (see `leadership_epochs` in the migrations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    /// The role: the `leadership_epochs` row.
+    pub role: &'static str,
+    pub epoch: u64,
 }
 
 /// Executes commands against the PostgreSQL event store.
@@ -173,6 +196,89 @@ impl CommandBus {
                 }
                 Err(AggregateError::AggregateConflict) => continue,
                 Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Decide and commit `command` in a transaction that also checks
+    /// `fence` is the role's current epoch (a shared row lock on it, which
+    /// a newly elected leader's epoch bump waits for): once a new leader
+    /// took over, this fails with [`CommandError::Fenced`] and writes
+    /// nothing. Lost concurrency races are re-decided; no view wait.
+    #[tracing::instrument(
+        name = "fenced_command",
+        skip_all,
+        fields(aggregate = A::TYPE, aggregate_id = %aggregate_id, epoch = fence.epoch)
+    )]
+    pub async fn execute_fenced<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+        fence: Fence,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: Aggregate<Services = ()> + Clone,
+        A::Command: Clone,
+    {
+        let store = self.store::<A>();
+        for _ in 0..CONFLICT_RETRIES {
+            let mut context = store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(store_error)?;
+            let sink = Default::default();
+            context
+                .aggregate()
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let state = context.aggregate().clone();
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Executed {
+                    state,
+                    committed: 0,
+                    visible: true,
+                    last_sequence: None,
+                });
+            }
+            let first = context.current_sequence + 1;
+            let serialized = events
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| {
+                    SerializedEvent::try_from(&EventEnvelope::<A> {
+                        aggregate_id: aggregate_id.to_string(),
+                        sequence: first + i,
+                        payload,
+                        metadata: metadata.clone(),
+                    })
+                    .map_err(|e| CommandError::Store(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let last_sequence = first + serialized.len() - 1;
+            match append::append_fenced(&self.pool, &serialized, fence).await {
+                Ok(()) => {
+                    self.progress.wake_sequencer();
+                    return Ok(Executed {
+                        state,
+                        committed: serialized.len(),
+                        visible: false,
+                        last_sequence: Some(last_sequence),
+                    });
+                }
+                Err(append::AppendError::Conflict) => continue,
+                Err(append::AppendError::Fenced) => {
+                    return Err(CommandError::Fenced {
+                        role: fence.role,
+                        epoch: fence.epoch,
+                    })
+                }
+                Err(append::AppendError::Database(error)) => {
+                    return Err(CommandError::Store(error.to_string()))
+                }
             }
         }
         Err(CommandError::Conflict)

@@ -1,0 +1,82 @@
+//! Appending serialized events with a statement of our own.
+//!
+//! `postgres-es` inserts a command's events one statement at a time inside
+//! its own transaction, and that transaction has room for nothing else. A
+//! fenced command needs one more statement in the same transaction (the
+//! leadership check), so it appends here instead — into the same table, in
+//! the same shape: `SerializedEvent` is cqrs-es's own serialization, and
+//! the payload and metadata travel as `jsonb` exactly as `postgres-es` binds
+//! them, so the stored text (which the hash chain covers) is identical
+//! whichever path wrote an event.
+
+use cqrs_es::persist::SerializedEvent;
+use sqlx::PgPool;
+
+use super::Fence;
+
+/// Why an append wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer took one of the sequence numbers first (the primary
+    /// key `(aggregate_type, aggregate_id, sequence)` refused the row).
+    #[error("a concurrent writer won the race for this aggregate")]
+    Conflict,
+    /// The fence's epoch is no longer the role's current one.
+    #[error("the leadership epoch is no longer current")]
+    Fenced,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Insert `events` in one transaction, after checking (and holding, with a
+/// shared row lock until commit) that `fence` is the current epoch of its
+/// role. A new leader's epoch bump (`update … set epoch = epoch + 1`) waits
+/// for that lock, so no append of an older epoch can commit after it.
+pub async fn append_fenced(
+    pool: &PgPool,
+    events: &[SerializedEvent],
+    fence: Fence,
+) -> Result<(), AppendError> {
+    let mut tx = pool.begin().await?;
+    let current: Option<i64> =
+        sqlx::query_scalar("select epoch from leadership_epochs where role = $1 for share")
+            .bind(fence.role)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if current != i64::try_from(fence.epoch).ok() {
+        tx.rollback().await?;
+        return Err(AppendError::Fenced);
+    }
+    insert(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One multi-row INSERT of `events` on `conn`.
+pub async fn insert(
+    conn: &mut sqlx::PgConnection,
+    events: &[SerializedEvent],
+) -> Result<(), AppendError> {
+    let inserted = sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         select t, i, s, et, ev, p::json, m::json \
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+         as e(t, i, s, et, ev, p, m)",
+    )
+    .bind(events.iter().map(|e| e.aggregate_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.aggregate_id.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_version.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            Err(AppendError::Conflict)
+        }
+        Err(error) => Err(error.into()),
+    }
+}

@@ -103,6 +103,7 @@ impl Application {
             shutdown: closing_signal,
             progress: background.progress.clone(),
             readiness_max_lag: config.readiness_max_lag,
+            readiness_max_unpositioned_age: config.readiness_max_unpositioned_age,
         };
         let hub = background.hub;
         let router = http::router(state, config.max_body_bytes, &config.limits);

@@ -37,6 +37,12 @@ pub struct Config {
     /// `/readyz` fails when a projection is more than this many log
     /// entries behind the head.
     pub readiness_max_lag: i64,
+    /// `/readyz` fails while the oldest event not yet positioned is older
+    /// than this.
+    pub readiness_max_unpositioned_age: Duration,
+    /// The ledger's own connections end a transaction left idle this long
+    /// (so none of them can hold the log back).
+    pub idle_in_transaction_timeout: Duration,
     /// The dispatcher: whether this process campaigns to lead it, and how
     /// it sends, retries and follows.
     pub dispatch: crate::dispatch::DispatchConfig,
@@ -53,6 +59,7 @@ impl Config {
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
             statement_timeout: Some(self.statement_timeout),
+            idle_in_transaction_timeout: self.idle_in_transaction_timeout,
         }
     }
 
@@ -85,6 +92,8 @@ impl Default for Config {
             limits: crate::http::limits::Limits::default(),
             hub: crate::ws::HubConfig::default(),
             readiness_max_lag: 10_000,
+            readiness_max_unpositioned_age: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
             dispatch: crate::dispatch::DispatchConfig::default(),
         }
     }

@@ -31,6 +31,10 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// `statement_timeout` on every connection; `None`: unbounded.
     pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout` on every connection: a
+    /// transaction of ours left open (a bug, a hung task) is ended by the
+    /// server instead of holding the log's horizon back.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl PoolSettings {
@@ -40,6 +44,7 @@ impl PoolSettings {
             max_connections: 2,
             acquire_timeout: Duration::from_secs(30),
             statement_timeout: None,
+            idle_in_transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -100,6 +105,10 @@ pub async fn connect_with(url: &str, settings: &PoolSettings) -> anyhow::Result<
     if let Some(timeout) = settings.statement_timeout {
         options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
     }
+    options = options.options([(
+        "idle_in_transaction_session_timeout",
+        format!("{}ms", settings.idle_in_transaction_timeout.as_millis()),
+    )]);
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

@@ -66,6 +66,30 @@ enum Command {
         /// Most A2A calls in flight to one target workspace.
         #[arg(long, env = "LEDGER_DISPATCH_PER_TARGET", default_value_t = 8)]
         dispatch_per_target: usize,
+        /// Longest wait for an A2A answer, in seconds (sends are
+        /// non-blocking, so answers are quick; shutdown waits this long for
+        /// sends in flight).
+        #[arg(long, env = "LEDGER_DISPATCH_REQUEST_TIMEOUT", default_value_t = 30)]
+        dispatch_request_timeout: u64,
+        /// Deadline of a managed delegation that names none, in seconds.
+        #[arg(long, env = "LEDGER_DELEGATION_DEADLINE", default_value_t = 86_400)]
+        delegation_deadline: u64,
+        /// Longest deadline a delegate request may ask for, in seconds.
+        #[arg(
+            long,
+            env = "LEDGER_MAX_DELEGATION_DEADLINE",
+            default_value_t = 604_800
+        )]
+        max_delegation_deadline: u64,
+        /// /readyz fails while the oldest event not yet in the log is older
+        /// than this many seconds (a transaction left open somewhere on the
+        /// cluster holds the log back).
+        #[arg(
+            long,
+            env = "LEDGER_READINESS_MAX_UNPOSITIONED_AGE",
+            default_value_t = 30
+        )]
+        readiness_max_unpositioned_age: u64,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -167,6 +191,10 @@ async fn main() -> anyhow::Result<()> {
             dispatch,
             dispatch_concurrency,
             dispatch_per_target,
+            dispatch_request_timeout,
+            delegation_deadline,
+            max_delegation_deadline,
+            readiness_max_unpositioned_age,
             security,
         } => {
             let defaults = Config::default();
@@ -181,8 +209,19 @@ async fn main() -> anyhow::Result<()> {
                     enabled: dispatch,
                     max_in_flight: dispatch_concurrency.max(1),
                     per_target_in_flight: dispatch_per_target.max(1),
+                    default_deadline: Duration::from_secs(delegation_deadline.max(1)),
+                    max_deadline: Duration::from_secs(
+                        max_delegation_deadline.max(delegation_deadline).max(1),
+                    ),
+                    client: ledger::a2a::A2aClientConfig {
+                        request_timeout: Duration::from_secs(dispatch_request_timeout.max(1)),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
+                readiness_max_unpositioned_age: Duration::from_secs(
+                    readiness_max_unpositioned_age.max(1),
+                ),
                 outbound: security.allow_outbound,
                 acquire_timeout: Duration::from_secs(security.db_acquire_timeout.max(1)),
                 statement_timeout: Duration::from_secs(security.db_statement_timeout.max(1)),

@@ -98,7 +98,9 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
                 delegation_id: *delegation_id,
                 status: DelegationStatus::InputRequired.as_str(),
                 error_detail: None,
-                response_body: Some(json!({ "question": question, "delegation_id": delegation_id })),
+                response_body: Some(
+                    json!({ "question": question, "delegation_id": delegation_id }),
+                ),
             },
             ActivityChange::Insert(ActivityRow {
                 id: row_id(0),
@@ -113,7 +115,9 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
                 ),
                 status: Some(DelegationStatus::InputRequired.as_str()),
                 request_body: None,
-                response_body: Some(json!({ "question": question, "delegation_id": delegation_id })),
+                response_body: Some(
+                    json!({ "question": question, "delegation_id": delegation_id }),
+                ),
                 error_detail: None,
                 delegation_id: Some(*delegation_id),
                 created_at: *at,

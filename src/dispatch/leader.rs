@@ -1,21 +1,26 @@
 //! Leadership and the log follower.
 //!
 //! One dispatcher per database leads, elected with a session-level advisory
-//! lock held on a dedicated connection (as the sequencer is). While leading
-//! it:
+//! lock held on a dedicated connection (as the sequencer is). On election
+//! it bumps the dispatcher's epoch in `leadership_epochs` (a new term:
+//! every send it records is fenced by that epoch, so a leader deposed
+//! later cannot send). While leading it:
 //!
 //! 1. waits until the `delegations` view has caught up with its own
 //!    checkpoint, then drives every managed delegation that is not
 //!    terminal — the resume after a crash or a takeover;
 //! 2. follows the log from its checkpoint, reacting to each entry
 //!    ([`super::reactions`]) and moving the checkpoint past a batch only
-//!    once its reactions were carried out (a drive is *started*; a finish is
-//!    *committed*);
-//! 3. sweeps expired queue items.
+//!    once its reactions were carried out (a drive is *started*; a finish
+//!    and a queue item's withdrawal are *committed*);
+//! 3. sweeps expired queue items and delegations past their deadline;
+//! 4. checks its lock connection every few seconds, busy or not.
 //!
-//! It stops leading when its lock connection fails; its drive tasks are
-//! aborted then, which is no worse than a crash: everything resumes from
-//! the recorded state.
+//! Its term ends when the lock connection fails or on shutdown. Then no new
+//! send starts, but a send on the wire is finished and its answer recorded
+//! (bounded by the A2A request timeout) before the remaining drive tasks
+//! are stopped: a deploy's SIGTERM never turns a delivered request into an
+//! unacknowledged one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +29,13 @@ use aggregates::delegation::{Delegation, DelegationCommand, DelegationError, Sta
 use chrono::Utc;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::drain::expire_due;
-use super::drive::{actor, metadata};
+use super::drive::{actor, cancel_remote_task, metadata, withdraw_queue_item};
 use super::reactions::{reaction, Reaction};
-use super::{DispatchError, Dispatcher};
+use super::{DispatchError, Dispatcher, Term, ROLE};
 use crate::commands::CommandError;
 use crate::log::progress::Progress;
 use crate::log::reader::read_after;
@@ -41,26 +47,44 @@ pub const LEADER_LOCK_KEY: i64 = 0x6c65_6467_6473_7031;
 pub const CHECKPOINT: &str = "dispatcher";
 /// Log entries read per round.
 const BATCH: i64 = 500;
-/// How often the lock connection is checked while idle.
+/// How often the lock connection is checked.
 const LIVENESS_CHECK: Duration = Duration::from_secs(2);
+/// Delegations past their deadline failed per sweep.
+const DEADLINE_SWEEP: i64 = 500;
 
 /// Run for the life of the process: campaign, lead while elected.
 pub async fn run(dispatcher: Arc<Dispatcher>, progress: Arc<Progress>, mut shutdown: Shutdown) {
     let pool = dispatcher.pool.clone();
     while !shutdown.is_shutdown() {
         match crate::leader::campaign(&pool, LEADER_LOCK_KEY).await {
-            Ok(Some(mut lock)) => {
-                tracing::info!("dispatcher elected leader");
-                let mut tasks = JoinSet::new();
-                let led = lead(&dispatcher, &progress, &mut lock, &mut tasks, &mut shutdown).await;
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-                dispatcher.clear_in_flight();
-                if let Err(error) = led {
-                    tracing::error!(%error, "dispatcher stopped leading; campaigning again");
+            Ok(Some(mut lock)) => match take_epoch(&mut lock).await {
+                Ok(epoch) => {
+                    tracing::info!(epoch, "dispatcher elected leader");
+                    let term = Term {
+                        epoch,
+                        stop: CancellationToken::new(),
+                    };
+                    let mut tasks = JoinSet::new();
+                    let led = lead(
+                        &dispatcher,
+                        &progress,
+                        &mut lock,
+                        &mut tasks,
+                        &term,
+                        &mut shutdown,
+                    )
+                    .await;
+                    end_term(&dispatcher, &term, tasks).await;
+                    if let Err(error) = led {
+                        tracing::error!(%error, epoch, "dispatcher stopped leading; campaigning again");
+                    }
+                    let _ = lock.close().await;
                 }
-                let _ = lock.close().await;
-            }
+                Err(error) => {
+                    tracing::warn!(%error, "dispatcher could not take its epoch");
+                    let _ = lock.close().await;
+                }
+            },
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "dispatcher could not campaign"),
         }
@@ -71,11 +95,46 @@ pub async fn run(dispatcher: Arc<Dispatcher>, progress: Arc<Progress>, mut shutd
     }
 }
 
+/// Start a new term: the next epoch. The update waits for every fenced
+/// write of an earlier term still in progress (they hold the row shared),
+/// so once it returns no earlier term can record a send.
+async fn take_epoch(lock: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let epoch: i64 = sqlx::query_scalar(
+        "insert into leadership_epochs (role, epoch) values ($1, 1) \
+         on conflict (role) do update set epoch = leadership_epochs.epoch + 1, elected_at = now() \
+         returning epoch",
+    )
+    .bind(ROLE)
+    .fetch_one(&mut *lock)
+    .await?;
+    Ok(u64::try_from(epoch).unwrap_or_default())
+}
+
+/// End a term: no new sends; sends on the wire finish and are recorded
+/// (bounded by the request timeout); then whatever still runs (followers,
+/// waits) is stopped.
+async fn end_term(d: &Dispatcher, term: &Term, mut tasks: JoinSet<()>) {
+    term.stop.cancel();
+    let bound = d.config.client.request_timeout + Duration::from_secs(2);
+    let drained =
+        tokio::time::timeout(bound, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            ?bound,
+            "dispatch tasks still running after the drain bound; stopping them"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    d.clear_in_flight();
+}
+
 async fn lead(
     d: &Arc<Dispatcher>,
     progress: &Progress,
     lock: &mut PgConnection,
     tasks: &mut JoinSet<()>,
+    term: &Term,
     shutdown: &mut Shutdown,
 ) -> Result<(), DispatchError> {
     let pool = d.pool.clone();
@@ -88,19 +147,27 @@ async fn lead(
             .bind(CHECKPOINT)
             .fetch_one(&pool)
             .await?;
-    resume(d, &pool, checkpoint, tasks, shutdown).await?;
+    resume(d, &pool, checkpoint, tasks, term, shutdown).await?;
 
     let mut sequenced = progress.subscribe_sequenced();
     let mut last_sweep = tokio::time::Instant::now();
+    let mut last_check = tokio::time::Instant::now();
     loop {
         if shutdown.is_shutdown() {
             return Ok(());
         }
         while tasks.try_join_next().is_some() {}
+        if last_check.elapsed() >= LIVENESS_CHECK {
+            last_check = tokio::time::Instant::now();
+            sqlx::query("select 1").execute(&mut *lock).await?;
+        }
         if last_sweep.elapsed() >= d.config.expiry_sweep {
             last_sweep = tokio::time::Instant::now();
             if let Err(error) = expire_due(&pool, &d.bus, Utc::now()).await {
                 tracing::warn!(%error, "queue expiry sweep failed");
+            }
+            if let Err(error) = expire_deadlines(d).await {
+                tracing::warn!(%error, "deadline sweep failed");
             }
         }
         let entries = read_after(&pool, checkpoint, BATCH).await?;
@@ -108,11 +175,27 @@ async fn lead(
             for entry in &entries {
                 match entry.decode() {
                     Ok(event) => match reaction(&event) {
-                        Some(Reaction::Drive(id)) => d.start(tasks, id),
+                        Some(Reaction::Drive(id)) => d.start(tasks, id, term),
                         Some(Reaction::Finish {
                             delegation_id,
                             update,
                         }) => finish(d, delegation_id, update).await?,
+                        Some(Reaction::Withdraw {
+                            delegation_id,
+                            cancel_remote_task: cancel,
+                        }) => {
+                            withdraw_queue_item(d, delegation_id).await?;
+                            if cancel {
+                                let dispatcher = d.clone();
+                                tasks.spawn(async move {
+                                    if let Err(error) =
+                                        cancel_remote_task(&dispatcher, delegation_id).await
+                                    {
+                                        tracing::warn!(%delegation_id, %error, "could not ask the agent to cancel");
+                                    }
+                                });
+                            }
+                        }
                         None => {}
                     },
                     Err(error) => {
@@ -133,9 +216,7 @@ async fn lead(
         let wait = d.config.expiry_sweep.min(LIVENESS_CHECK);
         tokio::select! {
             _ = sequenced.changed() => {}
-            _ = tokio::time::sleep(wait) => {
-                sqlx::query("select 1").execute(&mut *lock).await?;
-            }
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait() => return Ok(()),
         }
     }
@@ -148,6 +229,7 @@ async fn resume(
     pool: &PgPool,
     checkpoint: i64,
     tasks: &mut JoinSet<()>,
+    term: &Term,
     shutdown: &mut Shutdown,
 ) -> Result<(), DispatchError> {
     loop {
@@ -166,7 +248,7 @@ async fn resume(
     }
     let open: Vec<Uuid> = sqlx::query_scalar(
         "select delegation_id from delegations \
-         where origin = 'managed' and status not in ('completed', 'failed') \
+         where origin = 'managed' and status not in ('completed', 'failed', 'canceled') \
          order by created_at",
     )
     .fetch_all(pool)
@@ -175,9 +257,42 @@ async fn resume(
         tracing::info!(count = open.len(), "resuming open delegations");
     }
     for id in open {
-        d.start(tasks, id);
+        d.start(tasks, id, term);
     }
     Ok(())
+}
+
+/// Fail every live delegation whose deadline has passed (its withdrawal,
+/// and the agent's cancel, follow from the log).
+async fn expire_deadlines(d: &Dispatcher) -> Result<u32, DispatchError> {
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "select delegation_id from delegations \
+         where deadline <= now() and status not in ('completed', 'failed', 'canceled') \
+         order by deadline limit $1",
+    )
+    .bind(DEADLINE_SWEEP)
+    .fetch_all(&d.pool)
+    .await?;
+    let mut expired = 0;
+    for id in due {
+        let command = DelegationCommand::ExpireDeadline {
+            actor: actor(),
+            at: Utc::now(),
+        };
+        match d
+            .bus
+            .execute::<Delegation>(&id.to_string(), command, metadata())
+            .await
+        {
+            Ok(executed) if executed.committed > 0 => {
+                expired += 1;
+                tracing::info!(delegation_id = %id, "delegation past its deadline failed");
+            }
+            Ok(_) | Err(CommandError::Rejected(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(expired)
 }
 
 /// The log rule: a queue item's end is its delegation's end.

@@ -17,12 +17,26 @@
 //!   window left — the agent accepted the request but the process died
 //!   before the acknowledgement was committed — cannot be closed from this
 //!   side with A2A v0.3; see README "Dispatch".)
-//! * **One leader.** Like the sequencer, the dispatcher leads while it holds
-//!   a PostgreSQL advisory lock ([`leader`]); any number of service nodes
-//!   serve HTTP, one dispatches, another takes over when it dies. The
-//!   heartbeat drain runs on whichever node receives the heartbeat: it only
-//!   *claims* queue items (optimistic concurrency on the item), and the
-//!   leader reacts to the claim in the log.
+//! * **One leader, fenced.** Like the sequencer, the dispatcher leads while
+//!   it holds a PostgreSQL advisory lock ([`leader`]); any number of service
+//!   nodes serve HTTP, one dispatches, another takes over when it dies. A
+//!   newly elected leader bumps the dispatcher's *epoch*, and every send is
+//!   first recorded as `DelegationSendAttempted` in a transaction that
+//!   holds that epoch under a shared lock: once a new leader is elected, a
+//!   deposed one (its lock connection lost, its process still running)
+//!   cannot record a send, so it makes none. The heartbeat drain runs on
+//!   whichever node receives the heartbeat: it only *claims* queue items
+//!   (optimistic concurrency on the item), and the leader reacts to the
+//!   claim in the log.
+//! * **A send that may have arrived is looked for before it is repeated.**
+//!   A timeout after the request was written, a broken connection or a
+//!   gateway's 502/504 may hide a task the agent did create; so may an
+//!   attempt on record without its acknowledgement (a crash, a deposed
+//!   leader). Before sending again the dispatcher waits until that attempt
+//!   can no longer be in flight and asks the agent for the tasks of the
+//!   delegation's context (v1.0 `ListTasks`); it resends (same `messageId`)
+//!   only when none is found, and counts the resends it could not check
+//!   (`ledger_dispatch_uncertain_total`: v0.3 agents have no such call).
 //! * **The log reader never waits for an agent.** Each delegation is driven
 //!   by its own task ([`drive`]); at most `max_in_flight` HTTP calls run at
 //!   once; a task followed for hours holds no permit while it sleeps.
@@ -54,6 +68,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::a2a::{
@@ -121,20 +136,56 @@ impl Default for DispatchConfig {
     }
 }
 
-/// Why a dispatcher step could not be carried out (retried later).
+/// Why a dispatcher step could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
+    /// The database failed: the step is retried with backoff.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The event store failed or kept losing races: retried too.
+    #[error("event store: {0}")]
+    Store(String),
+    /// A command the aggregate refused where the dispatcher expected none:
+    /// logged, not retried (the next reaction starts from the record).
     #[error("{0}")]
-    Command(String),
+    Rejected(String),
+    /// This process no longer leads: it makes no further send.
+    #[error("this dispatcher was deposed by a newer leader")]
+    Deposed,
+}
+
+impl DispatchError {
+    /// Worth trying again in this process (the database may come back).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Database(_) | Self::Store(_))
+    }
 }
 
 impl<E: std::error::Error> From<crate::commands::CommandError<E>> for DispatchError {
     fn from(error: crate::commands::CommandError<E>) -> Self {
-        DispatchError::Command(error.to_string())
+        use crate::commands::CommandError;
+        match error {
+            CommandError::Rejected(error) => Self::Rejected(error.to_string()),
+            CommandError::Fenced { .. } => Self::Deposed,
+            other @ (CommandError::Conflict | CommandError::Store(_)) => {
+                Self::Store(other.to_string())
+            }
+        }
     }
 }
+
+/// One term of leadership: the epoch it was elected with (which fences
+/// every send it records) and the token that ends it (leadership lost, or
+/// shutdown): then no new send starts, sends in flight finish and are
+/// recorded, and followers and retries stop.
+#[derive(Debug, Clone)]
+pub struct Term {
+    pub epoch: u64,
+    pub stop: CancellationToken,
+}
+
+/// The `leadership_epochs` role of the dispatcher.
+pub const ROLE: &str = "dispatcher";
 
 /// Resolved endpoints by (registered URL, configured version), with the
 /// time they were resolved.
@@ -261,8 +312,15 @@ impl Dispatcher {
     }
 
     /// Start driving `delegation_id` unless it is being driven; if it is,
-    /// have that run go round once more when it ends.
-    pub(crate) fn start(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>, id: Uuid) {
+    /// have that run go round once more when it ends. A run that fails on
+    /// the database is tried again with backoff until it gets through or
+    /// the term ends — never left for the next leader to find.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        id: Uuid,
+        term: &Term,
+    ) {
         {
             let mut in_flight = self.lock_in_flight();
             if let Some(again) = in_flight.get_mut(&id) {
@@ -272,9 +330,10 @@ impl Dispatcher {
             in_flight.insert(id, false);
         }
         let dispatcher = self.clone();
+        let term = term.clone();
         tasks.spawn(async move {
             loop {
-                drive::drive(&dispatcher, id).await;
+                dispatcher.drive_until_done(id, &term).await;
                 let mut in_flight = dispatcher.lock_in_flight();
                 match in_flight.get_mut(&id) {
                     Some(again) if *again => *again = false,
@@ -285,6 +344,34 @@ impl Dispatcher {
                 }
             }
         });
+    }
+
+    /// One drive of `id`, retried with backoff while it fails on the
+    /// database or the event store.
+    async fn drive_until_done(&self, id: Uuid, term: &Term) {
+        let mut failures = 0u32;
+        loop {
+            match drive::drive(self, id, term).await {
+                Ok(()) => return,
+                Err(DispatchError::Deposed) => {
+                    tracing::info!(delegation_id = %id, "deposed: leaving the delegation to the new leader");
+                    return;
+                }
+                Err(error) if error.is_retryable() && !term.stop.is_cancelled() => {
+                    let wait = self.config.retry.delay(failures);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(delegation_id = %id, %error, ?wait, "dispatch step failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = term.stop.cancelled() => return,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(delegation_id = %id, %error, "dispatch step failed; the next reaction or leader resumes it");
+                    return;
+                }
+            }
+        }
     }
 
     /// Forget every delegation in flight (their tasks were aborted).

@@ -99,9 +99,10 @@ pub fn task_step(task: &TaskSnapshot) -> Option<StatusUpdate> {
             reason: format!("the agent canceled its task {}{detail}", task.id),
         }),
         TaskState::InputRequired | TaskState::AuthRequired => Some(StatusUpdate::InputRequired {
-            question: task.status_text.clone().unwrap_or_else(|| {
-                format!("the agent's task {} is {}", task.id, task.raw_state)
-            }),
+            question: task
+                .status_text
+                .clone()
+                .unwrap_or_else(|| format!("the agent's task {} is {}", task.id, task.raw_state)),
         }),
         TaskState::Unknown => None,
     }
@@ -211,12 +212,10 @@ mod tests {
             }),
             "the agent's status message is its question"
         );
-        let Some(StatusUpdate::InputRequired { question }) =
-            task_step(&TaskSnapshot {
-                status_text: None,
-                ..task(TaskState::AuthRequired, "TASK_STATE_AUTH_REQUIRED")
-            })
-        else {
+        let Some(StatusUpdate::InputRequired { question }) = task_step(&TaskSnapshot {
+            status_text: None,
+            ..task(TaskState::AuthRequired, "TASK_STATE_AUTH_REQUIRED")
+        }) else {
             panic!("a task waiting for authorization waits for input");
         };
         assert!(question.contains("TASK_STATE_AUTH_REQUIRED"));

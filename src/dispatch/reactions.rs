@@ -12,9 +12,14 @@
 //!   makes "queued but never resolved" impossible: the queue item's end is
 //!   an event, and this turns it into the delegation's end. The dispatcher
 //!   moves its checkpoint past the entry only after the finish committed.
+//! * **withdraw** a delegation that ended without the target finishing it —
+//!   cancelled by its caller, or past its deadline: its queue item, if one
+//!   still waits, ends (before the checkpoint moves), and the task the
+//!   agent runs for it is asked to cancel (best effort, in the background).
 
-use aggregates::delegation::{DelegationEvent, Origin, StatusUpdate};
+use aggregates::delegation::{DelegationEvent, Origin, StatusUpdate, DEADLINE_EXCEEDED};
 use aggregates::queue_item::QueueItemEvent;
+use aggregates::Actor;
 use projections::LedgerEvent;
 use serde_json::Value;
 use uuid::Uuid;
@@ -26,6 +31,12 @@ pub enum Reaction {
         delegation_id: Uuid,
         update: StatusUpdate,
     },
+    Withdraw {
+        delegation_id: Uuid,
+        /// Ask the agent to cancel its task too (not when the agent itself
+        /// cancelled it).
+        cancel_remote_task: bool,
+    },
 }
 
 /// The reaction an event calls for, if any.
@@ -36,9 +47,30 @@ pub fn reaction(event: &LedgerEvent) -> Option<Reaction> {
             origin: Origin::Managed,
             ..
         }) => Some(Reaction::Drive(*delegation_id)),
+        LedgerEvent::Delegation(DelegationEvent::DelegationCanceled {
+            delegation_id,
+            actor,
+            ..
+        }) => Some(Reaction::Withdraw {
+            delegation_id: *delegation_id,
+            cancel_remote_task: !is_dispatcher(actor),
+        }),
+        LedgerEvent::Delegation(DelegationEvent::DelegationFailed {
+            delegation_id,
+            error,
+            ..
+        }) if error == DEADLINE_EXCEEDED => Some(Reaction::Withdraw {
+            delegation_id: *delegation_id,
+            cancel_remote_task: true,
+        }),
         LedgerEvent::QueueItem(event) => queue_reaction(event),
         _ => None,
     }
+}
+
+/// Whether `actor` is the dispatcher (which records what the agent said).
+fn is_dispatcher(actor: &Actor) -> bool {
+    matches!(actor, Actor::System(name) if name == "dispatcher")
 }
 
 fn queue_reaction(event: &QueueItemEvent) -> Option<Reaction> {
@@ -133,6 +165,59 @@ mod tests {
             actor: Actor::Admin,
             at: Utc::now(),
         })
+    }
+
+    fn canceled_by(actor: Actor) -> LedgerEvent {
+        LedgerEvent::Delegation(DelegationEvent::DelegationCanceled {
+            delegation_id: D,
+            source_id: Uuid::from_u128(1),
+            target_id: Uuid::from_u128(2),
+            reason: "r".into(),
+            actor,
+            at: Utc::now(),
+        })
+    }
+
+    fn failed(error: &str) -> LedgerEvent {
+        LedgerEvent::Delegation(DelegationEvent::DelegationFailed {
+            delegation_id: D,
+            source_id: Uuid::from_u128(1),
+            target_id: Uuid::from_u128(2),
+            error: error.into(),
+            actor: Actor::System("dispatcher".into()),
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn a_cancel_by_the_caller_withdraws_and_cancels_the_agents_task() {
+        assert_eq!(
+            reaction(&canceled_by(Actor::Workspace(Uuid::from_u128(1)))),
+            Some(Reaction::Withdraw {
+                delegation_id: D,
+                cancel_remote_task: true
+            })
+        );
+        // The agent cancelled it itself: nothing to ask it.
+        assert_eq!(
+            reaction(&canceled_by(Actor::System("dispatcher".into()))),
+            Some(Reaction::Withdraw {
+                delegation_id: D,
+                cancel_remote_task: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_passed_deadline_withdraws_and_cancels_the_agents_task_but_other_failures_do_not() {
+        assert_eq!(
+            reaction(&failed(DEADLINE_EXCEEDED)),
+            Some(Reaction::Withdraw {
+                delegation_id: D,
+                cancel_remote_task: true
+            })
+        );
+        assert_eq!(reaction(&failed("the agent said no")), None);
     }
 
     #[test]

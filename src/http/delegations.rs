@@ -445,7 +445,9 @@ async fn record(
 #[serde(deny_unknown_fields)]
 struct UpdateRequest {
     /// The new status.
-    #[schema(pattern = "^(dispatched|received|in_progress|queued|input_required|completed|failed|canceled)$")]
+    #[schema(
+        pattern = "^(dispatched|received|in_progress|queued|input_required|completed|failed|canceled)$"
+    )]
     status: String,
     /// Why it failed (with `failed`) or was cancelled (with `canceled`).
     error: Option<String>,
@@ -465,7 +467,9 @@ fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
             .unwrap_or_else(|| "no reason given".into())
     };
     Ok(match body.status.as_str() {
-        "dispatched" => StatusUpdate::Dispatched { remote_task_id: None },
+        "dispatched" => StatusUpdate::Dispatched {
+            remote_task_id: None,
+        },
         "received" => StatusUpdate::Received,
         "in_progress" => StatusUpdate::InProgress,
         "queued" => StatusUpdate::Queued { queue_id: None },
@@ -473,11 +477,19 @@ fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
             question: body
                 .question
                 .filter(|q| !q.trim().is_empty())
-                .ok_or_else(|| ApiError::bad_request("question: `input_required` needs the target's question"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request("question: `input_required` needs the target's question")
+                })?,
         },
-        "completed" => StatusUpdate::Completed { result: body.response_preview.unwrap_or_default() },
-        "failed" => StatusUpdate::Failed { error: reason(body.error) },
-        "canceled" => StatusUpdate::Canceled { reason: reason(body.error) },
+        "completed" => StatusUpdate::Completed {
+            result: body.response_preview.unwrap_or_default(),
+        },
+        "failed" => StatusUpdate::Failed {
+            error: reason(body.error),
+        },
+        "canceled" => StatusUpdate::Canceled {
+            reason: reason(body.error),
+        },
         other => {
             return Err(ApiError::bad_request(format!(
                 "status must be one of {REPORTABLE}; got {other:?}"
@@ -542,7 +554,7 @@ struct CancelRequest {
 /// (terminal), and a task its target runs for it is asked to cancel.
 #[utoipa::path(post, path = "/workspaces/{id}/delegations/{delegation_id}/cancel", tag = "delegations", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The workspace's id (the delegation's source)"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
-    request_body(content = Option<CancelRequest>, description = "Optional: why"),
+    request_body(content = CancelRequest, description = "Optional (an empty body will do): why"),
     responses(
         (status = 200, description = "Canceled (or already canceled)", body = crate::http::openapi::schemas::UpdateAccepted),
         (status = 400, description = "Malformed body", body = crate::http::error::ErrorBody),
@@ -686,7 +698,11 @@ async fn get_one(
     if let Some(deadline) = row.try_get::<Option<DateTime<Utc>>, _>("deadline")? {
         body["deadline"] = json!(deadline);
     }
-    for (field, column) in [("result", "result"), ("error", "error"), ("question", "question")] {
+    for (field, column) in [
+        ("result", "result"),
+        ("error", "error"),
+        ("question", "question"),
+    ] {
         if let Some(value) = row.try_get::<Option<String>, _>(column)? {
             body[field] = json!(value);
         }

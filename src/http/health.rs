@@ -24,13 +24,15 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers and no projection this process runs lags the log
-/// head by more than the configured bound (read from the checkpoint
-/// table, so the projections of every process on the database count).
+/// The database answers, the log is not stalled (no committed event has
+/// waited for its position longer than the configured age), and no
+/// projection this process runs lags the log head by more than the
+/// configured bound (read from the checkpoint table, so the projections of
+/// every process on the database count).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready: the database answers and no projection lags too far", body = crate::http::openapi::schemas::Ready),
-        (status = 503, description = "The database does not answer, or a projection lags the head", body = crate::http::error::ErrorBody),
+        (status = 503, description = "The database does not answer, the log is stalled, or a projection lags the head", body = crate::http::error::ErrorBody),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let status = match log_status(&state.pool, state.progress.projection_names()).await {
@@ -42,6 +44,20 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             )
         }
     };
+    let stalled_for = state.readiness_max_unpositioned_age.as_secs_f64();
+    if status.oldest_unpositioned_seconds > stalled_for {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": format!(
+                    "the log is stalled: {} committed events wait for a position, the oldest for {:.0} s (more than {stalled_for:.0} s); a transaction left open on the database cluster holds the log's horizon back (see README, Operations)",
+                    status.unpositioned, status.oldest_unpositioned_seconds
+                ),
+                "unpositioned": status.unpositioned,
+                "oldest_unpositioned_seconds": status.oldest_unpositioned_seconds,
+            })),
+        );
+    }
     let lagging: Vec<String> = status
         .projections
         .iter()
@@ -73,7 +89,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         .collect();
     (
         StatusCode::OK,
-        Json(json!({ "status": "ready", "head": status.head, "projections": projections })),
+        Json(json!({
+            "status": "ready",
+            "head": status.head,
+            "projections": projections,
+            "unpositioned": status.unpositioned,
+            "oldest_unpositioned_seconds": status.oldest_unpositioned_seconds,
+        })),
     )
 }
 

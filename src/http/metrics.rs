@@ -127,6 +127,10 @@ pub struct LogStatus {
     pub queue_depth: i64,
     /// The dispatcher's checkpoint, once a dispatcher has led.
     pub dispatcher_checkpoint: Option<i64>,
+    /// Committed events the sequencer has not positioned yet.
+    pub unpositioned: i64,
+    /// Seconds since the oldest of them was written (0 when none).
+    pub oldest_unpositioned_seconds: f64,
 }
 
 /// Read the head and the checkpoints of `names` from the tables (bounded
@@ -154,6 +158,15 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
         )
         .fetch_optional(pool)
         .await?;
+        // Events after the sequencer's watermark (the last entry's writing
+        // transaction and event id): committed, but not in the log yet —
+        // normally for milliseconds; for as long as the oldest transaction
+        // still running anywhere on the cluster, when one is left open.
+        let (unpositioned, oldest_unpositioned_seconds): (i64, f64) = sqlx::query_as(
+            "with tail as (select tx_id, event_id from ledger_log order by position desc limit 1)              select count(*),              coalesce(greatest(extract(epoch from now() - min(e.recorded_at)), 0), 0)::float8              from events e              where not exists (select 1 from tail)                 or (e.tx_id, e.event_id) > (select tx_id, event_id from tail)",
+        )
+        .fetch_one(pool)
+        .await?;
         let mut projections = Vec::with_capacity(names.len());
         for name in names {
             let row = rows
@@ -171,6 +184,8 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
             projections,
             queue_depth,
             dispatcher_checkpoint,
+            unpositioned,
+            oldest_unpositioned_seconds,
         })
     };
     match tokio::time::timeout(DATABASE_TIMEOUT, read).await {
@@ -213,6 +228,8 @@ async fn scrape(State(state): State<AppState>) -> Response {
                     projections,
                     queue_depth: 0,
                     dispatcher_checkpoint: None,
+                    unpositioned: 0,
+                    oldest_unpositioned_seconds: 0.0,
                 },
             )
         }
@@ -265,6 +282,18 @@ fn write_scrape_time(out: &mut String, status: &LogStatus, database_up: i64, sub
         "gauge",
         "Position of the last entry of the positioned log.",
         &one(status.head.to_string()),
+    );
+    family(
+        "ledger_log_unpositioned_events",
+        "gauge",
+        "Committed events not yet given a log position (more than a handful for long: a transaction left open on the cluster holds the log back).",
+        &one(status.unpositioned.to_string()),
+    );
+    family(
+        "ledger_log_oldest_unpositioned_seconds",
+        "gauge",
+        "Age of the oldest committed event not yet given a log position (0 when none).",
+        &one(status.oldest_unpositioned_seconds.to_string()),
     );
     family(
         "ledger_projection_checkpoint",
@@ -322,6 +351,8 @@ mod tests {
             projections: vec![("a".into(), 10, 0.0), ("b".into(), 7, 1.5)],
             queue_depth: 4,
             dispatcher_checkpoint: Some(8),
+            unpositioned: 3,
+            oldest_unpositioned_seconds: 12.5,
         };
         let mut out = String::from("# existing\nx 1");
         write_scrape_time(&mut out, &status, 1, 3);
@@ -335,6 +366,8 @@ mod tests {
             "ledger_websocket_subscribers 3",
             "ledger_queue_depth 4",
             "ledger_dispatcher_lag_events 2",
+            "ledger_log_unpositioned_events 3",
+            "ledger_log_oldest_unpositioned_seconds 12.5",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }

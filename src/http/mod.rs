@@ -61,6 +61,8 @@ pub struct AppState {
     pub progress: Arc<crate::log::progress::Progress>,
     /// `/readyz` fails when a projection lags the head by more entries.
     pub readiness_max_lag: i64,
+    /// `/readyz` fails while an event waited longer for its position.
+    pub readiness_max_unpositioned_age: Duration,
 }
 
 /// Deadlines of managed delegations.

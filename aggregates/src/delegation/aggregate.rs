@@ -302,7 +302,10 @@ impl Delegation {
                         current: known,
                     });
                 }
-                if !matches!(current, DelegationStatus::Pending | DelegationStatus::Queued) {
+                if !matches!(
+                    current,
+                    DelegationStatus::Pending | DelegationStatus::Queued
+                ) {
                     return Err(DelegationError::InvalidTransition {
                         from: current,
                         to: DelegationStatus::Dispatched,

@@ -248,7 +248,10 @@ impl QueueItem {
             }
             QueueItemCommand::Withdraw { reason, at } => {
                 let current = self.status.ok_or(QueueItemError::NotFound)?;
-                if !matches!(current, QueueItemStatus::Queued | QueueItemStatus::Dispatched) {
+                if !matches!(
+                    current,
+                    QueueItemStatus::Queued | QueueItemStatus::Dispatched
+                ) {
                     return Ok(Vec::new());
                 }
                 QueueItemEvent::QueueItemFailed {

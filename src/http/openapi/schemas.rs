@@ -43,7 +43,8 @@ pub struct RecordAccepted {
     pub status: String,
 }
 
-/// `POST /workspaces/{id}/delegations/{delegation_id}/update` → 200.
+/// `POST /workspaces/{id}/delegations/{delegation_id}/update` and
+/// `…/cancel` → 200.
 #[derive(ToSchema)]
 pub struct UpdateAccepted {
     /// The delegation's status after the update.
@@ -95,9 +96,15 @@ pub struct DelegationDetail {
     /// The result (completed delegations only).
     #[schema(nullable = false)]
     pub result: Option<String>,
-    /// Why it failed (failed delegations only).
+    /// Why it failed or was canceled (those delegations only).
     #[schema(nullable = false)]
     pub error: Option<String>,
+    /// The target's question (`input_required` delegations only).
+    #[schema(nullable = false)]
+    pub question: Option<String>,
+    /// When a still-live managed delegation fails with `deadline exceeded`.
+    #[schema(nullable = false)]
+    pub deadline: Option<DateTime<Utc>>,
     /// The queue item carrying it, when it was queued.
     #[schema(nullable = false)]
     pub queue_id: Option<Uuid>,
@@ -123,4 +130,8 @@ pub struct Ready {
     pub head: i64,
     /// Each projection's checkpoint (the last log position it applied).
     pub projections: BTreeMap<String, i64>,
+    /// Committed events not yet given a log position.
+    pub unpositioned: i64,
+    /// Age of the oldest of them, in seconds (0 when none).
+    pub oldest_unpositioned_seconds: f64,
 }

@@ -391,7 +391,7 @@ fn sending_between_other_workspaces_under_an_existing_id_is_rejected() {
                 origin: Origin::Managed,
                 idempotency_key: Some("key-1".to_string()),
                 queue: Default::default(),
-            deadline: None,
+                deadline: None,
                 actor: source_actor(),
                 at: t0(),
             })

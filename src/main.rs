@@ -43,56 +43,7 @@ struct DatabaseArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "LEDGER_ADDR", default_value = "127.0.0.1:8080")]
-        addr: SocketAddr,
-        /// Admin token (generated and saved in the data directory if unset in embedded mode).
-        #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
-        /// Largest accepted request body in bytes.
-        #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-        max_body_bytes: usize,
-        /// /readyz fails when a projection lags the log head by more than this many events.
-        #[arg(long, env = "LEDGER_READINESS_MAX_LAG", default_value_t = 10_000)]
-        readiness_max_lag: i64,
-        /// Whether this process campaigns to lead the dispatcher (one
-        /// dispatching process per database suffices).
-        #[arg(long, env = "LEDGER_DISPATCH", default_value_t = true, action = clap::ArgAction::Set)]
-        dispatch: bool,
-        /// Most A2A calls the dispatcher runs at once.
-        #[arg(long, env = "LEDGER_DISPATCH_CONCURRENCY", default_value_t = 64)]
-        dispatch_concurrency: usize,
-        /// Most A2A calls in flight to one target workspace.
-        #[arg(long, env = "LEDGER_DISPATCH_PER_TARGET", default_value_t = 8)]
-        dispatch_per_target: usize,
-        /// Longest wait for an A2A answer, in seconds (sends are
-        /// non-blocking, so answers are quick; shutdown waits this long for
-        /// sends in flight).
-        #[arg(long, env = "LEDGER_DISPATCH_REQUEST_TIMEOUT", default_value_t = 30)]
-        dispatch_request_timeout: u64,
-        /// Deadline of a managed delegation that names none, in seconds.
-        #[arg(long, env = "LEDGER_DELEGATION_DEADLINE", default_value_t = 86_400)]
-        delegation_deadline: u64,
-        /// Longest deadline a delegate request may ask for, in seconds.
-        #[arg(
-            long,
-            env = "LEDGER_MAX_DELEGATION_DEADLINE",
-            default_value_t = 604_800
-        )]
-        max_delegation_deadline: u64,
-        /// /readyz fails while the oldest event not yet in the log is older
-        /// than this many seconds (a transaction left open somewhere on the
-        /// cluster holds the log back).
-        #[arg(
-            long,
-            env = "LEDGER_READINESS_MAX_UNPOSITIONED_AGE",
-            default_value_t = 30
-        )]
-        readiness_max_unpositioned_age: u64,
-        #[command(flatten)]
-        security: SecurityArgs,
-    },
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage projections.
@@ -105,6 +56,59 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `ledger serve`'s settings.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Admin token (generated and saved in the data directory if unset in embedded mode).
+    #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// /readyz fails when a projection lags the log head by more than this many events.
+    #[arg(long, env = "LEDGER_READINESS_MAX_LAG", default_value_t = 10_000)]
+    readiness_max_lag: i64,
+    /// Whether this process campaigns to lead the dispatcher (one
+    /// dispatching process per database suffices).
+    #[arg(long, env = "LEDGER_DISPATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    dispatch: bool,
+    /// Most A2A calls the dispatcher runs at once.
+    #[arg(long, env = "LEDGER_DISPATCH_CONCURRENCY", default_value_t = 64)]
+    dispatch_concurrency: usize,
+    /// Most A2A calls in flight to one target workspace.
+    #[arg(long, env = "LEDGER_DISPATCH_PER_TARGET", default_value_t = 8)]
+    dispatch_per_target: usize,
+    /// Longest wait for an A2A answer, in seconds (sends are
+    /// non-blocking, so answers are quick; shutdown waits this long for
+    /// sends in flight).
+    #[arg(long, env = "LEDGER_DISPATCH_REQUEST_TIMEOUT", default_value_t = 30)]
+    dispatch_request_timeout: u64,
+    /// Deadline of a managed delegation that names none, in seconds.
+    #[arg(long, env = "LEDGER_DELEGATION_DEADLINE", default_value_t = 86_400)]
+    delegation_deadline: u64,
+    /// Longest deadline a delegate request may ask for, in seconds.
+    #[arg(
+        long,
+        env = "LEDGER_MAX_DELEGATION_DEADLINE",
+        default_value_t = 604_800
+    )]
+    max_delegation_deadline: u64,
+    /// /readyz fails while the oldest event not yet in the log is older
+    /// than this many seconds (a transaction left open somewhere on the
+    /// cluster holds the log back).
+    #[arg(
+        long,
+        env = "LEDGER_READINESS_MAX_UNPOSITIONED_AGE",
+        default_value_t = 30
+    )]
+    readiness_max_unpositioned_age: u64,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// Where the service may connect and how much one caller may ask of it.
@@ -183,20 +187,21 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            addr,
-            admin_token,
-            max_body_bytes,
-            readiness_max_lag,
-            dispatch,
-            dispatch_concurrency,
-            dispatch_per_target,
-            dispatch_request_timeout,
-            delegation_deadline,
-            max_delegation_deadline,
-            readiness_max_unpositioned_age,
-            security,
-        } => {
+        Command::Serve(serve) => {
+            let ServeArgs {
+                addr,
+                admin_token,
+                max_body_bytes,
+                readiness_max_lag,
+                dispatch,
+                dispatch_concurrency,
+                dispatch_per_target,
+                dispatch_request_timeout,
+                delegation_deadline,
+                max_delegation_deadline,
+                readiness_max_unpositioned_age,
+                security,
+            } = *serve;
             let defaults = Config::default();
             let config = Config {
                 database_url: cli.database.database_url,

@@ -14,6 +14,11 @@ Behaviour:
     `working` for `--slow-seconds`, then completes with an artifact holding
     the rest of the text upper-cased (so a non-blocking send returns the
     task at once and the caller has to poll it);
+  * a message whose text starts with "ask:" starts a task that asks a
+    question (state input-required, the rest of the text upper-cased as its
+    status message) and waits;
+  * a message whose text starts with "wait:" starts a task that stays
+    `working` until it is cancelled (CancelTask / tasks/cancel);
   * any other message is answered at once with a single agent message
     holding the text upper-cased.
 
@@ -48,6 +53,8 @@ from a2a.types import (
 )
 
 SLOW_PREFIX = "slow:"
+ASK_PREFIX = "ask:"
+WAIT_PREFIX = "wait:"
 
 
 class UppercaseExecutor(AgentExecutor):
@@ -58,7 +65,7 @@ class UppercaseExecutor(AgentExecutor):
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         text = context.get_user_input()
-        if not text.startswith(SLOW_PREFIX):
+        if not text.startswith((SLOW_PREFIX, ASK_PREFIX, WAIT_PREFIX)):
             await event_queue.enqueue_event(
                 new_text_message(text.upper(), context_id=context.context_id)
             )
@@ -77,9 +84,19 @@ class UppercaseExecutor(AgentExecutor):
             )
         )
         updater = TaskUpdater(event_queue, task_id, context_id)
+        if text.startswith(ASK_PREFIX):
+            question = text[len(ASK_PREFIX):].strip().upper()
+            await updater.requires_input(
+                new_text_message(question, context_id=context_id, task_id=task_id)
+            )
+            return
         await updater.start_work(
             new_text_message("working on it", context_id=context_id, task_id=task_id)
         )
+        if text.startswith(WAIT_PREFIX):
+            # Works until someone cancels the task.
+            while True:
+                await asyncio.sleep(3600)
         await asyncio.sleep(self.slow_seconds)
         answer = text[len(SLOW_PREFIX):].strip().upper()
         artifact = new_text_artifact(name="answer", text=answer)

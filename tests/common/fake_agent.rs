@@ -47,6 +47,15 @@ pub enum Reply {
     Hang,
     /// `303 See Other` to this location.
     Redirect(String),
+    /// A task whose readings walk through these `(state, status text)`
+    /// pairs — v0.3 state names (`working`, `input-required`, `rejected`,
+    /// `canceled`, `completed` …; v1.0 requests get `TASK_STATE_…`) — the
+    /// first in the send's answer, then one per `tasks/get`; the last one
+    /// stays.
+    Scripted(Vec<(&'static str, String)>),
+    /// `reply`, answered only after `delay` (the request was received and
+    /// acted on at once).
+    Delayed(Duration, Box<Reply>),
 }
 
 /// One request the fake received.
@@ -72,6 +81,12 @@ struct RemoteTask {
     reads: usize,
     polls: usize,
     text: String,
+    /// The send's `contextId` (the delegation id).
+    context_id: String,
+    /// Scripted states, if any (see [`Reply::Scripted`]).
+    script: Vec<(&'static str, String)>,
+    /// Set by `tasks/cancel` / `CancelTask`.
+    canceled: bool,
 }
 
 #[derive(Debug)]
@@ -91,6 +106,8 @@ struct Inner {
     tasks: HashMap<String, RemoteTask>,
     /// messageId → tasks created for it.
     tasks_by_message: HashMap<String, usize>,
+    /// Task ids asked to cancel, in order.
+    cancels: Vec<String>,
     next_task: usize,
 }
 
@@ -131,6 +148,7 @@ impl FakeAgent {
             requests: Vec::new(),
             tasks: HashMap::new(),
             tasks_by_message: HashMap::new(),
+            cancels: Vec::new(),
             next_task: 0,
         }));
         let app = Router::new()
@@ -192,6 +210,22 @@ impl FakeAgent {
     /// Tasks created per `messageId`.
     pub fn tasks_by_message(&self) -> HashMap<String, usize> {
         self.lock().tasks_by_message.clone()
+    }
+
+    /// Task ids the agent was asked to cancel, in order.
+    pub fn cancels(&self) -> Vec<String> {
+        self.lock().cancels.clone()
+    }
+
+    /// Sends received per `messageId` (a resend counts twice).
+    pub fn sends_by_message(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for send in self.sends() {
+            if let Some(id) = send.message_id() {
+                *counts.entry(id.to_string()).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     /// Wait until `done(requests so far)` holds, woken by each request;
@@ -273,12 +307,19 @@ async fn rpc(
         .get("a2a-version")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let v1 = matches!(rpc_method.as_str(), "SendMessage" | "GetTask");
+    let v1 = matches!(
+        rpc_method.as_str(),
+        "SendMessage" | "GetTask" | "ListTasks" | "CancelTask"
+    );
 
     let is_send = matches!(rpc_method.as_str(), "message/send" | "SendMessage");
     let message_id = body["params"]["message"]["messageId"]
         .as_str()
         .unwrap_or_default()
+        .to_string();
+    let context_id = body["params"]["message"]["contextId"]
+        .as_str()
+        .unwrap_or("ctx")
         .to_string();
     let gate = if is_send {
         lock(&inner).gate.clone()
@@ -300,7 +341,9 @@ async fn rpc(
         };
         let reply = scripted.unwrap_or_else(|| state.reply.clone());
         match (&reply, state.task_limit) {
-            (Reply::Task { .. }, Some(limit)) if state.next_task >= limit => Reply::Hang,
+            (Reply::Task { .. } | Reply::Scripted(_), Some(limit)) if state.next_task >= limit => {
+                Reply::Hang
+            }
             _ => reply,
         }
     };
@@ -321,7 +364,7 @@ async fn rpc(
                     permit.forget();
                 }
             }
-            send_reply(&inner, reply, id, v1, &message_id).await
+            send_reply(&inner, reply, id, v1, &message_id, &context_id).await
         }
         "tasks/get" | "GetTask" => {
             let task_id = body["params"]["id"].as_str().unwrap_or_default();
@@ -332,8 +375,38 @@ async fn rpc(
                 Some(task) => {
                     task.reads += 1;
                     let done = task.reads >= task.polls && !hold;
-                    let task = task_json(task_id, done, &task.text, v1);
-                    rpc_result(id, task)
+                    rpc_result(id, task_state_json(task_id, task, done, v1))
+                }
+            }
+        }
+        "ListTasks" => {
+            let wanted = body["params"]["contextId"].as_str().unwrap_or_default();
+            let state = lock(&inner);
+            let hold = state.hold;
+            let mut tasks: Vec<(&String, &RemoteTask)> = state
+                .tasks
+                .iter()
+                .filter(|(_, task)| task.context_id == wanted)
+                .collect();
+            tasks.sort_by_key(|(task_id, _)| task_id.to_string());
+            let tasks: Vec<Value> = tasks
+                .into_iter()
+                .map(|(task_id, task)| {
+                    let done = task.reads >= task.polls && !hold;
+                    task_state_json(task_id, task, done, true)
+                })
+                .collect();
+            rpc_result(id, json!({ "tasks": tasks, "nextPageToken": "" }))
+        }
+        "tasks/cancel" | "CancelTask" => {
+            let task_id = body["params"]["id"].as_str().unwrap_or_default();
+            let mut state = lock(&inner);
+            state.cancels.push(task_id.to_string());
+            match state.tasks.get_mut(task_id) {
+                None => rpc_error(id, -32001, "Task not found"),
+                Some(task) => {
+                    task.canceled = true;
+                    rpc_result(id, task_state_json(task_id, task, false, v1))
                 }
             }
         }
@@ -341,14 +414,121 @@ async fn rpc(
     }
 }
 
-async fn send_reply(
+/// A task's current reading as JSON.
+fn task_state_json(task_id: &str, task: &RemoteTask, done: bool, v1: bool) -> Value {
+    if task.canceled {
+        return scripted_task_json(
+            task_id,
+            &task.context_id,
+            "canceled",
+            "canceled on request",
+            v1,
+        );
+    }
+    if !task.script.is_empty() {
+        let step = task.reads.min(task.script.len() - 1);
+        let (state, text) = &task.script[step];
+        return scripted_task_json(task_id, &task.context_id, state, text, v1);
+    }
+    let mut json = task_json(task_id, done, &task.text, v1);
+    json["contextId"] = json!(task.context_id);
+    json
+}
+
+/// A task in `state` (a v0.3 name) whose status message says `text`.
+fn scripted_task_json(task_id: &str, context_id: &str, state: &str, text: &str, v1: bool) -> Value {
+    let state = if v1 {
+        format!("TASK_STATE_{}", state.replace('-', "_").to_uppercase())
+    } else {
+        state.to_string()
+    };
+    let part = if v1 {
+        json!({ "text": text })
+    } else {
+        json!({ "kind": "text", "text": text })
+    };
+    let mut task = json!({
+        "id": task_id,
+        "contextId": context_id,
+        "status": {
+            "state": state,
+            "message": {
+                "messageId": format!("{task_id}-status"),
+                "role": if v1 { "ROLE_AGENT" } else { "agent" },
+                "parts": [part.clone()]
+            }
+        },
+    });
+    if state.ends_with("completed") || state.ends_with("COMPLETED") {
+        task["artifacts"] = json!([{ "artifactId": "answer", "parts": [part] }]);
+    }
+    if !v1 {
+        task["kind"] = json!("task");
+        task["status"]["message"]["kind"] = json!("message");
+    }
+    task
+}
+
+fn send_reply<'a>(
+    inner: &'a Shared,
+    reply: Reply,
+    id: Value,
+    v1: bool,
+    message_id: &'a str,
+    context_id: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'a>> {
+    Box::pin(send_reply_now(inner, reply, id, v1, message_id, context_id))
+}
+
+async fn send_reply_now(
     inner: &Shared,
     reply: Reply,
     id: Value,
     v1: bool,
     message_id: &str,
+    context_id: &str,
 ) -> Response {
+    let new_task = |polls: usize, text: &str, script: Vec<(&'static str, String)>| {
+        let mut state = lock(inner);
+        state.next_task += 1;
+        *state
+            .tasks_by_message
+            .entry(message_id.to_string())
+            .or_default() += 1;
+        let task_id = format!("task-{}", state.next_task);
+        state.tasks.insert(
+            task_id.clone(),
+            RemoteTask {
+                reads: 0,
+                polls,
+                text: text.to_string(),
+                context_id: context_id.to_string(),
+                script,
+                canceled: false,
+            },
+        );
+        task_id
+    };
     match reply {
+        Reply::Delayed(delay, reply) => {
+            // Received and acted on now (a task exists at once); answered
+            // later.
+            let answer = send_reply(inner, *reply, id, v1, message_id, context_id).await;
+            tokio::time::sleep(delay).await;
+            answer
+        }
+        Reply::Scripted(script) => {
+            let task_id = new_task(usize::MAX, "", script);
+            let task = {
+                let state = lock(inner);
+                state
+                    .tasks
+                    .get(&task_id)
+                    .map(|task| task_state_json(&task_id, task, false, v1))
+                    .unwrap_or(Value::Null)
+            };
+            rpc_result(id, if v1 { json!({ "task": task }) } else { task })
+        }
         Reply::Message(text) => {
             let message = if v1 {
                 json!({ "message": {
@@ -364,25 +544,9 @@ async fn send_reply(
             rpc_result(id, message)
         }
         Reply::Task { polls, text } => {
-            let task_id = {
-                let mut state = lock(inner);
-                state.next_task += 1;
-                *state
-                    .tasks_by_message
-                    .entry(message_id.to_string())
-                    .or_default() += 1;
-                let task_id = format!("task-{}", state.next_task);
-                state.tasks.insert(
-                    task_id.clone(),
-                    RemoteTask {
-                        reads: 0,
-                        polls,
-                        text: text.clone(),
-                    },
-                );
-                task_id
-            };
-            let task = task_json(&task_id, false, &text, v1);
+            let task_id = new_task(polls, &text, Vec::new());
+            let mut task = task_json(&task_id, false, &text, v1);
+            task["contextId"] = json!(context_id);
             rpc_result(id, if v1 { json!({ "task": task }) } else { task })
         }
         Reply::Http {

@@ -452,11 +452,31 @@ async fn acknowledge(
         actor: actor(),
         at: Utc::now(),
     };
-    let state = match d
-        .bus
-        .execute::<Delegation>(&id.to_string(), command, metadata())
-        .await
-    {
+    // The answer exists only here until it is recorded: a database that
+    // fails now must not lose it (a later run could only send again), so
+    // recording it is retried with backoff for as long as the term lasts.
+    let mut failures = 0u32;
+    let recorded = loop {
+        let attempt = d
+            .bus
+            .execute::<Delegation>(&id.to_string(), command.clone(), metadata())
+            .await;
+        match attempt {
+            Err(error @ (CommandError::Store(_) | CommandError::Conflict))
+                if !term.stop.is_cancelled() =>
+            {
+                let wait = d.config.retry.delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(delegation_id = %id, %error, ?wait, "could not record the agent's answer; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = term.stop.cancelled() => {}
+                }
+            }
+            other => break other,
+        }
+    };
+    let state = match recorded {
         Ok(executed) => executed.state,
         // The agent (or the caller) moved the delegation on meanwhile with
         // the update endpoint: keep following the task it accepted, if any.

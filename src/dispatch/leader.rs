@@ -152,11 +152,13 @@ async fn lead(
     let mut sequenced = progress.subscribe_sequenced();
     let mut last_sweep = tokio::time::Instant::now();
     let mut last_check = tokio::time::Instant::now();
+    let mut failures = 0u32;
     loop {
         if shutdown.is_shutdown() {
             return Ok(());
         }
         while tasks.try_join_next().is_some() {}
+        // Only the lock connection failing ends the term.
         if last_check.elapsed() >= LIVENESS_CHECK {
             last_check = tokio::time::Instant::now();
             sqlx::query("select 1").execute(&mut *lock).await?;
@@ -170,48 +172,24 @@ async fn lead(
                 tracing::warn!(%error, "deadline sweep failed");
             }
         }
-        let entries = read_after(&pool, checkpoint, BATCH).await?;
-        if let Some(last) = entries.last().map(|e| e.position) {
-            for entry in &entries {
-                match entry.decode() {
-                    Ok(event) => match reaction(&event) {
-                        Some(Reaction::Drive(id)) => d.start(tasks, id, term),
-                        Some(Reaction::Finish {
-                            delegation_id,
-                            update,
-                        }) => finish(d, delegation_id, update).await?,
-                        Some(Reaction::Withdraw {
-                            delegation_id,
-                            cancel_remote_task: cancel,
-                        }) => {
-                            withdraw_queue_item(d, delegation_id).await?;
-                            if cancel {
-                                let dispatcher = d.clone();
-                                tasks.spawn(async move {
-                                    if let Err(error) =
-                                        cancel_remote_task(&dispatcher, delegation_id).await
-                                    {
-                                        tracing::warn!(%delegation_id, %error, "could not ask the agent to cancel");
-                                    }
-                                });
-                            }
-                        }
-                        None => {}
-                    },
-                    Err(error) => {
-                        tracing::error!(position = entry.position, %error, "dispatcher cannot read a log entry; skipping it")
-                    }
-                }
+        // A failing database delays the log follower; it does not depose
+        // it (a new term would leave answers in flight unrecorded).
+        match follow_log(d, &pool, &mut checkpoint, tasks, term).await {
+            Ok(true) => {
+                failures = 0;
+                continue;
             }
-            checkpoint = last;
-            sqlx::query(
-                "update process_checkpoints set position = $2, updated_at = now() where name = $1",
-            )
-            .bind(CHECKPOINT)
-            .bind(checkpoint)
-            .execute(&pool)
-            .await?;
-            continue;
+            Ok(false) => failures = 0,
+            Err(error) => {
+                let wait = d.config.retry.delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, ?wait, "dispatcher could not follow the log; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait() => return Ok(()),
+                }
+                continue;
+            }
         }
         let wait = d.config.expiry_sweep.min(LIVENESS_CHECK);
         tokio::select! {
@@ -220,6 +198,71 @@ async fn lead(
             _ = shutdown.wait() => return Ok(()),
         }
     }
+}
+
+/// React to the next batch of log entries and move the checkpoint past it;
+/// false when there was none.
+async fn follow_log(
+    d: &Arc<Dispatcher>,
+    pool: &PgPool,
+    checkpoint: &mut i64,
+    tasks: &mut JoinSet<()>,
+    term: &Term,
+) -> Result<bool, DispatchError> {
+    let entries = read_after(pool, *checkpoint, BATCH).await?;
+    let Some(last) = entries.last().map(|e| e.position) else {
+        return Ok(false);
+    };
+    for entry in &entries {
+        let event = match entry.decode() {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::error!(position = entry.position, %error, "dispatcher cannot read a log entry; skipping it");
+                continue;
+            }
+        };
+        let reacted = match reaction(&event) {
+            Some(Reaction::Drive(id)) => {
+                d.start(tasks, id, term);
+                Ok(())
+            }
+            Some(Reaction::Finish {
+                delegation_id,
+                update,
+            }) => finish(d, delegation_id, update).await,
+            Some(Reaction::Withdraw {
+                delegation_id,
+                cancel_remote_task: cancel,
+            }) => {
+                let withdrawn = withdraw_queue_item(d, delegation_id).await;
+                if withdrawn.is_ok() && cancel {
+                    let dispatcher = d.clone();
+                    tasks.spawn(async move {
+                        if let Err(error) = cancel_remote_task(&dispatcher, delegation_id).await {
+                            tracing::warn!(%delegation_id, %error, "could not ask the agent to cancel");
+                        }
+                    });
+                }
+                withdrawn
+            }
+            None => Ok(()),
+        };
+        match reacted {
+            Ok(()) => {}
+            // The database: this batch again, from the checkpoint.
+            Err(error) if error.is_retryable() => return Err(error),
+            Err(error) => {
+                tracing::error!(position = entry.position, %error, "dispatcher reaction failed; moving on")
+            }
+        }
+    }
+    *checkpoint = last;
+    sqlx::query("update process_checkpoints set position = $2, updated_at = now() where name = $1")
+        .bind(CHECKPOINT)
+        .bind(*checkpoint)
+        .execute(pool)
+        .await?;
+    Ok(true)
 }
 
 /// Drive every managed delegation that is not terminal, as the

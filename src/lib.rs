@@ -16,6 +16,7 @@
 //!   read-your-writes.
 //! * [`log`] — the positioned, hash-chained log and its sequencer.
 //! * [`projection_runner`] — applies the log to the views, checkpointed.
+//! * [`rebuild`] — rebuilds a view beside the live one and swaps it in.
 //! * [`dispatch`] — the process manager that delivers managed delegations
 //!   over A2A, queues them behind busy targets and drains on heartbeats.
 //! * [`http`] — the REST API of API.md.
@@ -39,6 +40,7 @@ pub mod http;
 pub mod leader;
 pub mod log;
 pub mod projection_runner;
+pub mod rebuild;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

@@ -112,37 +112,11 @@ pub async fn step(pool: &PgPool, projection: &dyn Projection) -> Result<Option<i
     Ok(Some(position))
 }
 
-/// Empty the projection's view and replay the whole log into it, in one
-/// transaction: readers see the old view until the new one is complete.
-/// Returns the checkpoint reached.
-#[tracing::instrument(skip_all, fields(projection = projection.name()), err)]
-pub async fn rebuild(pool: &PgPool, projection: &dyn Projection) -> Result<i64, RunnerError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("insert into projection_checkpoints (name) values ($1) on conflict do nothing")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
-    lock_checkpoint(&mut tx, projection.name()).await?;
-    for table in projection.tables() {
-        // Table names come from the projection's own static list.
-        sqlx::query(&format!("truncate table {table}"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    let mut position = 0;
-    loop {
-        let next = apply_batch(&mut tx, projection, position).await?;
-        if next == position {
-            break;
-        }
-        position = next;
-    }
-    save_checkpoint(&mut tx, projection.name(), position).await?;
-    tx.commit().await?;
-    Ok(position)
-}
+/// Rebuild the projection's view from the log, online (see
+/// [`crate::rebuild`]); returns the checkpoint reached.
+pub use crate::rebuild::rebuild;
 
-async fn lock_checkpoint(
+pub(crate) async fn lock_checkpoint(
     tx: &mut Transaction<'_, Postgres>,
     name: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -152,7 +126,7 @@ async fn lock_checkpoint(
         .await
 }
 
-async fn save_checkpoint(
+pub(crate) async fn save_checkpoint(
     tx: &mut Transaction<'_, Postgres>,
     name: &str,
     position: i64,
@@ -176,7 +150,7 @@ async fn save_checkpoint(
 
 /// Apply up to [`BATCH_SIZE`] entries after `after`; returns the last
 /// position applied (`after` when there was nothing to apply).
-async fn apply_batch(
+pub(crate) async fn apply_batch(
     tx: &mut Transaction<'_, Postgres>,
     projection: &dyn Projection,
     after: i64,

@@ -25,11 +25,16 @@ const ACKNOWLEDGED: usize = 60;
 
 fn serve(database_url: &str) -> (Child, String) {
     // All 100 sends go to one agent at once: room for them past the
-    // default cap per target.
+    // default cap per target. A short A2A timeout: after the restart, an
+    // attempt on record without its answer is looked at once that long has
+    // passed since it was made (it cannot be in flight any more).
     common::serve_binary_with(
         database_url,
         ADMIN,
-        &[("LEDGER_DISPATCH_PER_TARGET", "128")],
+        &[
+            ("LEDGER_DISPATCH_PER_TARGET", "128"),
+            ("LEDGER_DISPATCH_REQUEST_TIMEOUT", "2"),
+        ],
     )
 }
 

@@ -224,7 +224,7 @@ async fn a_workspace_sees_only_what_it_sent_or_received_and_message_shapes_follo
     assert_eq!(messages[0]["delegation_id"], to_b.to_string());
     assert_eq!(
         messages[0]["payload"],
-        json!({ "target_id": b.id, "task_preview": "for b" })
+        json!({ "target_id": b.id, "task_preview": "for b", "status": "dispatched" })
     );
     assert_eq!(
         messages[1]["payload"],

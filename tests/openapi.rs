@@ -94,6 +94,8 @@ const PUBLIC: &[&str] = &[
     "/openapi.json",
     "/docs",
     "/docs/{file}",
+    "/console",
+    "/console/{asset}",
 ];
 
 const HTTP_METHODS: &[&str] = &[
@@ -292,7 +294,10 @@ async fn the_docs_page_is_swagger_ui_over_the_document_with_its_files_served_her
     let (page, content_type) = fetch_text(&app, "/docs").await;
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(page.contains("<div id=\"swagger-ui\">"), "{page}");
-    assert!(!page.contains("https://"), "the page refers to another site");
+    assert!(
+        !page.contains("https://"),
+        "the page refers to another site"
+    );
 
     let mut loaded = Vec::new();
     for attribute in ["src=\"", "href=\""] {
@@ -308,7 +313,10 @@ async fn the_docs_page_is_swagger_ui_over_the_document_with_its_files_served_her
         "/docs/swagger-ui.css",
         "/docs/swagger-initializer.js",
     ] {
-        assert!(loaded.iter().any(|l| l == file), "/docs does not load {file}");
+        assert!(
+            loaded.iter().any(|l| l == file),
+            "/docs does not load {file}"
+        );
     }
     for file in &loaded {
         let (body, content_type) = fetch_text(&app, file).await;
@@ -324,9 +332,18 @@ async fn the_docs_page_is_swagger_ui_over_the_document_with_its_files_served_her
     let (bundle, _) = fetch_text(&app, "/docs/swagger-ui-bundle.js").await;
     assert!(bundle.len() > 500_000 && bundle.contains("SwaggerUIBundle"));
     let (initializer, _) = fetch_text(&app, "/docs/swagger-initializer.js").await;
-    assert!(initializer.contains("\"url\": \"/openapi.json\""), "{initializer}");
-    assert!(initializer.contains("\"validatorUrl\": \"none\""), "{initializer}");
-    assert!(initializer.contains("\"tryItOutEnabled\": true"), "{initializer}");
+    assert!(
+        initializer.contains("\"url\": \"/openapi.json\""),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\""),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"tryItOutEnabled\": true"),
+        "{initializer}"
+    );
 
     let (status, body) = app.get("/docs/no-such-file.js", "").await;
     assert_eq!(status, 404, "{body}");

@@ -4,6 +4,7 @@
 mod activity;
 mod audit;
 pub mod auth;
+mod console;
 mod delegations;
 mod domain_errors;
 pub mod error;
@@ -63,6 +64,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::ws::route::router())
         .merge(audit::router())
         .merge(openapi::router())
+        .merge(console::router())
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))

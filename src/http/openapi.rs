@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         (name = "live", description = "The live websocket feed"),
         (name = "audit", description = "The positioned, hash-chained log (admin token only)"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
+        (name = "console", description = "The web console"),
     ),
 )]
 struct ApiDoc;
@@ -89,6 +90,7 @@ pub fn document() -> Document {
     doc.merge(super::queue::Api::openapi());
     doc.merge(crate::ws::route::Api::openapi());
     doc.merge(super::audit::Api::openapi());
+    doc.merge(super::console::Api::openapi());
     doc
 }
 

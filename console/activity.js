@@ -6,6 +6,9 @@ import { el, fill, idSpan, statusChip, time } from "./dom.js";
 
 const PAGE = 50;
 const MAX_LIMIT = 1000;
+/** Asking again for rows the feed announced: 100 ms, doubling, 6 times. */
+const RETRIES = 6;
+const RETRY_MS = 100;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class Activity {
@@ -93,40 +96,50 @@ export class Activity {
     this.reload();
   }
 
-  /** Live: something happened; fetch the rows after the newest shown. */
-  async newer() {
+  /** Live: something happened; fetch the rows after the newest shown.
+   * The feed can be a moment ahead of the activity view, so when nothing
+   * new is there yet, ask again a little later (a few times, backing off). */
+  async newer(attempt = 0) {
     if (!this.workspace || this.root.hidden) return;
     if (this.busy) {
       this.again = true;
       return;
     }
-    if (!this.rows.length) {
-      this.reload();
-      return;
-    }
     this.busy = true;
     const seq = this.seq;
+    let gained = 0;
     try {
-      let cursor = this.rows[0].id;
-      for (;;) {
-        const page = await this.api.activity(this.workspace, {
-          ...this.filters(), since_id: cursor, limit: PAGE,
-        });
+      if (!this.rows.length) {
+        const rows = await this.api.activity(this.workspace, { ...this.filters(), limit: this.limit });
         if (seq !== this.seq) return;
-        if (!page.length) break;
-        this.rows = page.slice().reverse().concat(this.rows);
-        cursor = page[page.length - 1].id;
-        if (page.length < PAGE) break;
+        gained = rows.length;
+        this.rows = rows;
+      } else {
+        let cursor = this.rows[0].id;
+        for (;;) {
+          const page = await this.api.activity(this.workspace, {
+            ...this.filters(), since_id: cursor, limit: PAGE,
+          });
+          if (seq !== this.seq) return;
+          if (!page.length) break;
+          gained += page.length;
+          this.rows = page.slice().reverse().concat(this.rows);
+          cursor = page[page.length - 1].id;
+          if (page.length < PAGE) break;
+        }
       }
       this.draw();
     } catch (error) {
       // 410: the cursor row is gone (another filter, another workspace).
       if (seq === this.seq) this.reload();
+      gained = -1;
     } finally {
       this.busy = false;
       if (this.again) {
         this.again = false;
         this.newer();
+      } else if (gained === 0 && attempt < RETRIES) {
+        setTimeout(() => this.newer(attempt + 1), RETRY_MS * 2 ** attempt);
       }
     }
   }

@@ -138,6 +138,16 @@ export class Board {
     return true;
   }
 
+  /** While a replay runs: only the counts, no cards (cheap per batch). */
+  drawCounts() {
+    for (const [status, ids] of this.byStatus) {
+      const column = this.columns.get(status);
+      if (column) column.count.textContent = String(ids.size);
+    }
+    fill(this.summary, "replaying the feed: ", el("strong", {}, this.items.size.toLocaleString("en")),
+      " delegations so far…");
+  }
+
   /** Redraw the columns that changed since the last render. */
   render() {
     if (!this.dirty.size) return;

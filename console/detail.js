@@ -4,6 +4,10 @@
 
 import { el, fill, statusChip, time, label } from "./dom.js";
 
+/** Asking again while the view is behind the feed: 100 ms, doubling, 6 times. */
+const RETRIES = 6;
+const RETRY_MS = 100;
+
 export class Detail {
   /**
    * @param {HTMLElement} root  the drawer
@@ -57,12 +61,15 @@ export class Detail {
     if (this.id && ids.has(this.id)) this.reload();
   }
 
-  /** Fetch again; at most one load in flight, one more queued behind it. */
-  async reload() {
+  /** Fetch again; at most one load in flight, one more queued behind it.
+   * The feed can be a moment ahead of the delegations view: while the view
+   * still shows another status than the board, ask again a little later. */
+  async reload(attempt = 0) {
     if (this.loading) {
       this.again = true;
       return;
     }
+    let behind = false;
     this.loading = true;
     const seq = ++this.seq;
     const id = this.id;
@@ -76,6 +83,8 @@ export class Detail {
       if (seq !== this.seq) return;
       this.draw(detail, item);
       if (stream) this.drawTravel(stream);
+      const now = this.board.get(id);
+      behind = !!detail && !!now && detail.status !== now.status;
     } catch (error) {
       if (seq === this.seq) fill(this.body, el("p", { class: "error" }, error.message));
     } finally {
@@ -83,6 +92,10 @@ export class Detail {
       if (this.again && this.id) {
         this.again = false;
         this.reload();
+      } else if (behind && this.id === id && attempt < RETRIES) {
+        setTimeout(() => {
+          if (this.id === id) this.reload(attempt + 1);
+        }, RETRY_MS * 2 ** attempt);
       }
     }
   }

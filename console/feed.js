@@ -47,6 +47,7 @@ export class Feed {
     this.fallback = 0;
     this.idle = 0;
     this.target = null;
+    this.attempts = 0;
   }
 
   start(from = 0) {
@@ -60,16 +61,22 @@ export class Feed {
     if (this.socket) this.socket.close(1000, "signed out");
   }
 
-  async connect() {
+  connect() {
     if (this.stopped) return;
     this.caughtUp = false;
+    this.target = null;
     this.options.onState("connecting", this.position);
-    try {
-      this.target = await this.options.head();
-    } catch {
-      this.target = null;
-    }
-    if (this.stopped) return;
+    // The head is asked for while the socket opens: the replay is caught
+    // up once it reached the head as it was when the socket connected.
+    const attempt = ++this.attempts;
+    this.options.head().then(
+      (head) => {
+        if (attempt !== this.attempts) return;
+        this.target = head;
+        this.checkCaughtUp();
+      },
+      () => {},
+    );
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = new URLSearchParams({ from: String(this.position), token: this.options.token });
     const socket = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
@@ -87,7 +94,6 @@ export class Feed {
     socket.onmessage = (event) => {
       this.pending.push(event.data);
       this.schedule();
-      if (!this.caughtUp) this.armIdle();
     };
     socket.onclose = (event) => this.closed(socket, event);
   }
@@ -143,6 +149,7 @@ export class Feed {
       batch.push(message);
     }
     if (batch.length) this.options.onMessages(batch);
+    if (!this.caughtUp) this.armIdle();
     this.checkCaughtUp();
   }
 

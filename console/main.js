@@ -148,8 +148,15 @@ function start(api, token, viewer) {
     head: () => api.head(),
     onMessages: (batch) => {
       const touched = board.apply(batch);
-      board.render();
-      drawWorkspaces();
+      // Live, every batch is drawn at once. During a replay only the counts
+      // are: the cards are drawn once it caught up (drawing 10,000
+      // delegations batch by batch would cost more than the replay).
+      if (feed.caughtUp) {
+        board.render();
+        drawWorkspaces();
+      } else {
+        board.drawCounts();
+      }
       let queueNews = false;
       for (const message of batch) {
         if (typeof message.type === "string" && message.type.startsWith("QUEUE_ITEM_")) {
@@ -166,9 +173,22 @@ function start(api, token, viewer) {
       detail.touched(touched);
       const me = chosenWorkspace();
       if (batch.some((m) => !me || m.workspace_id === me || m.payload?.target_id === me)) activity.newer();
-      if (queueNews) targetsChanged();
+      if (queueNews) {
+        targetsChanged();
+        queue.news();
+      }
     },
     onState: (name, at) => {
+      if (name === "live") {
+        board.render();
+        drawWorkspaces();
+        // After a resumed replay: what the other views skipped meanwhile.
+        if (feed.everCaughtUp) {
+          if (detail.id) detail.reload();
+          activity.newer();
+          queue.reload();
+        }
+      }
       state.dataset.state = name;
       state.textContent = name;
       position.dataset.position = String(at);
@@ -176,7 +196,6 @@ function start(api, token, viewer) {
     },
     onNotice: (notice) => showNotice(notice),
     onCaughtUp: () => {
-      board.render();
       // Time to board: from navigation start to the first paint after the
       // replay caught up (the frame after this one has painted the board).
       requestAnimationFrame(() => setTimeout(() => {

@@ -29,6 +29,14 @@ export class Queue {
       this.list);
   }
 
+  /** Live: queue news arrived. The queue view can be a moment behind the
+   * feed, so look now and once more a second later. */
+  news() {
+    this.reload();
+    clearTimeout(this.later);
+    this.later = setTimeout(() => this.reload(), 1000);
+  }
+
   /** The targets whose queues to show. */
   setTargets(targets, why) {
     this.targets = targets;

@@ -3,7 +3,8 @@
 //! free port with a fresh profile.
 //!
 //! Where Chromium or chromedriver is not installed, [`Browser::start`]
-//! prints one line and returns `None` (the test passes without running);
+//! returns `None` (the test passes without running) and the first such
+//! test prints one line saying so;
 //! with `LEDGER_REQUIRE_BROWSER=1` (set by `.ci/run`) that is a failure.
 //! Browser sessions are taken one at a time (two cores run the suite), and
 //! waits are conditions polled in the page with a deadline, never sleeps
@@ -98,7 +99,16 @@ impl Browser {
                 if std::env::var(REQUIRE).as_deref() == Ok("1") {
                     panic!("{REQUIRE}=1 but {missing} not found: install the Debian packages chromium and chromium-driver");
                 }
-                println!("browser test skipped: {missing} not installed (apt-get install chromium chromium-driver; {REQUIRE}=1 makes this a failure)");
+                // Once per test process, past the harness's capture (a
+                // skipped test passes, and a passing test's output is
+                // otherwise hidden).
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "browser tests skipped: {missing} not installed (apt-get install chromium chromium-driver; {REQUIRE}=1 makes this a failure)"
+                    );
+                });
                 return None;
             }
         };

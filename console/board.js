@@ -266,11 +266,10 @@ export class Board {
   }
 
   outcome(item) {
-    if (item.status === "failed" && item.error) return el("p", { class: "outcome error" }, item.error);
-    if (item.status === "completed" && item.result) return el("p", { class: "outcome result" }, item.result);
-    if (item.status === "input_required" && item.question) {
-      return el("p", { class: "outcome question" }, item.question);
-    }
+    const box = (kind, text) => el("p", { class: `outcome ${kind}` }, el("span", {}, text));
+    if (item.status === "failed" && item.error) return box("error", item.error);
+    if (item.status === "completed" && item.result) return box("result", item.result);
+    if (item.status === "input_required" && item.question) return box("question", item.question);
     return null;
   }
 

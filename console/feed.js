@@ -78,7 +78,9 @@ export class Feed {
       () => {},
     );
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const query = new URLSearchParams({ from: String(this.position), token: this.options.token });
+    // batch: the replay comes in frames of many messages (a browser pays
+    // a fixed cost per frame); live messages come one per frame.
+    const query = new URLSearchParams({ from: String(this.position), token: this.options.token, batch: "true" });
     const socket = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
     this.socket = socket;
     const from = this.position;
@@ -144,9 +146,11 @@ export class Feed {
       } catch {
         continue;
       }
-      if (typeof message?.position !== "number" || message.position <= this.position) continue;
-      this.position = message.position;
-      batch.push(message);
+      for (const one of Array.isArray(message) ? message : [message]) {
+        if (typeof one?.position !== "number" || one.position <= this.position) continue;
+        this.position = one.position;
+        batch.push(one);
+      }
     }
     if (batch.length) this.options.onMessages(batch);
     if (!this.caughtUp) this.armIdle();

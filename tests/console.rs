@@ -1019,23 +1019,25 @@ async fn time_to_board_with_10000_delegations() {
         runs.push(figures["ms"].as_f64().unwrap_or_default());
     }
     browser.screenshot("board-10000").await;
-    // The browser's part alone: the same replay counted by a bare
-    // WebSocket in the page (no parsing, no board).
-    for _ in 0..2 {
+    // The browser's part alone: the same replay received by a bare
+    // WebSocket in the page (no parsing, no board), one message per frame
+    // and batched.
+    for batch in ["false", "true", "false", "true"] {
         let bare = browser
             .client
             .execute_async(
-                "const [head, done] = arguments; const started = performance.now();
-                 const socket = new WebSocket(`ws://${location.host}/ws?from=0&token=${sessionStorage.getItem('ledger-console-token')}`);
-                 let n = 0;
+                "const [head, batch, done] = arguments; const started = performance.now();
+                 const token = sessionStorage.getItem('ledger-console-token');
+                 const socket = new WebSocket(`ws://${location.host}/ws?from=0&batch=${batch}&token=${token}`);
+                 let frames = 0;
                  socket.onmessage = (event) => {
-                   n += 1;
+                   frames += 1;
                    if (event.data.includes(`\"position\":${head},`)) {
                      socket.close();
-                     done({ messages: n, ms: Math.round(performance.now() - started) });
+                     done({ batch, frames, ms: Math.round(performance.now() - started) });
                    }
                  };",
-                vec![ready["head"].clone()],
+                vec![ready["head"].clone(), json!(batch)],
             )
             .await
             .expect("a bare replay in the page");

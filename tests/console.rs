@@ -826,6 +826,8 @@ async fn the_console_is_served_from_the_binary_under_a_strict_policy() {
 
     let (status, body) = app.get("/console/no-such-file.js", "").await;
     assert_eq!(status, 404, "{body}");
+    let (status, body) = app.get("/console/main%00.js", "").await;
+    assert_eq!(status, 400, "{body}");
 
     // What a token is: the admin, a workspace, or nothing.
     let a = app.register().await;

@@ -348,6 +348,8 @@ async fn the_docs_page_is_swagger_ui_over_the_document_with_its_files_served_her
     let (status, body) = app.get("/docs/no-such-file.js", "").await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].is_string(), "{body}");
+    let (status, body) = app.get("/docs/swagger-ui.css%00", "").await;
+    assert_eq!(status, 400, "{body}");
 }
 
 /// GET `path`: 200, with `X-Content-Type-Options: nosniff`; the body as

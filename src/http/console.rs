@@ -127,6 +127,7 @@ async fn page(headers: HeaderMap) -> Response {
     params(("asset" = String, Path, pattern = "^[a-z]+\\.(js|css|svg|html)$", description = "The file's name, e.g. `main.js`")),
     responses(
         (status = 200, description = "The file, with its content type (`text/javascript`, `text/css`, `image/svg+xml` or `text/html`)", content_type = "text/javascript", body = String),
+        (status = 400, description = "The name is malformed (e.g. holds a NUL)", body = crate::http::error::ErrorBody),
         (status = 404, description = "The console has no such file", body = crate::http::error::ErrorBody),
     ))]
 async fn asset(ApiPath(name): ApiPath<String>, headers: HeaderMap) -> Response {

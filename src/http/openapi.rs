@@ -144,6 +144,7 @@ async fn docs_page() -> Response {
     params(("file" = String, Path, description = "The file's name, e.g. `swagger-ui-bundle.js`")),
     responses(
         (status = 200, description = "The file, with its content type (`text/javascript`, `text/css`, `image/png`, `application/json` for source maps)", content_type = "text/javascript", body = String),
+        (status = 400, description = "The name is malformed (e.g. holds a NUL)", body = crate::http::error::ErrorBody),
         (status = 404, description = "Swagger UI has no such file", body = crate::http::error::ErrorBody),
     ),
 )]

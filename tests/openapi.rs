@@ -1,6 +1,6 @@
 //! `GET /openapi.json` describes every route the router serves, with the
 //! bearer scheme on the routes that need a token and the error schema on
-//! every error response; `GET /docs` renders it for people.
+//! every error response; `GET /docs` shows it in Swagger UI.
 //!
 //! The route list is read from the router's source (every `.route("…",
 //! method(…))` under src/http and src/ws), so a route added without an
@@ -87,7 +87,16 @@ fn the_route_reader_understands_the_router_syntax() {
 }
 
 /// Routes anyone may call without a token.
-const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+const PUBLIC: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/{file}",
+    "/console",
+    "/console/{asset}",
+];
 
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -275,39 +284,96 @@ async fn request_bodies_and_parameters_are_described() {
     }
 }
 
+/// `/docs` is Swagger UI over `/openapi.json`: an HTML page whose every
+/// stylesheet and script is served by the binary itself (nothing from
+/// elsewhere), configured with the one document and no outside validator.
+/// (`tests/console.rs` opens it in a real browser and tries an operation.)
 #[tokio::test]
-async fn the_docs_page_is_html_listing_the_operations() {
+async fn the_docs_page_is_swagger_ui_over_the_document_with_its_files_served_here() {
     let app = common::spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .expect("request should be sent");
-    assert_eq!(response.status(), 200);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let (page, content_type) = fetch_text(&app, "/docs").await;
     assert!(content_type.starts_with("text/html"), "{content_type}");
-    let page = response.text().await.expect("page");
-    for path in [
-        "/registry/register",
-        "/workspaces/{id}/delegate",
-        "/workspaces/{id}/activity",
-        "/audit/verify",
-        "/openapi.json",
-    ] {
-        assert!(page.contains(path), "/docs does not mention {path}");
-    }
-    // Nothing is fetched from elsewhere.
-    assert!(!page.contains("<script src"), "the page loads a script");
+    assert!(page.contains("<div id=\"swagger-ui\">"), "{page}");
     assert!(
         !page.contains("https://"),
         "the page refers to another site"
     );
+
+    let mut loaded = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for (at, _) in page.match_indices(attribute) {
+            let target = &page[at + attribute.len()..];
+            let target = &target[..target.find('"').expect("closing quote")];
+            assert!(target.starts_with("/docs/"), "{target} is not served here");
+            loaded.push(target.to_string());
+        }
+    }
+    for file in [
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/docs/swagger-initializer.js",
+    ] {
+        assert!(
+            loaded.iter().any(|l| l == file),
+            "/docs does not load {file}"
+        );
+    }
+    for file in &loaded {
+        let (body, content_type) = fetch_text(&app, file).await;
+        let expected = match file.rsplit('.').next() {
+            Some("js") => "text/javascript",
+            Some("css") => "text/css",
+            Some("png") => "image/png",
+            other => panic!("{file}: unexpected kind {other:?}"),
+        };
+        assert!(content_type.starts_with(expected), "{file}: {content_type}");
+        assert!(!body.is_empty(), "{file} is empty");
+    }
+    let (bundle, _) = fetch_text(&app, "/docs/swagger-ui-bundle.js").await;
+    assert!(bundle.len() > 500_000 && bundle.contains("SwaggerUIBundle"));
+    let (initializer, _) = fetch_text(&app, "/docs/swagger-initializer.js").await;
+    assert!(
+        initializer.contains("\"url\": \"/openapi.json\""),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\""),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"tryItOutEnabled\": true"),
+        "{initializer}"
+    );
+
+    let (status, body) = app.get("/docs/no-such-file.js", "").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let (status, body) = app.get("/docs/swagger-ui.css%00", "").await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// GET `path`: 200, with `X-Content-Type-Options: nosniff`; the body as
+/// text and the content type.
+async fn fetch_text(app: &common::TestApp, path: &str) -> (String, String) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("request should be sent");
+    assert_eq!(response.status(), 200, "{path}");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+    let content_type = header("content-type");
+    let body = response.text().await.expect("body");
+    (body, content_type)
 }
 
 /// Each documented operation is really served: its path, with ids filled

@@ -224,7 +224,7 @@ async fn a_workspace_sees_only_what_it_sent_or_received_and_message_shapes_follo
     assert_eq!(messages[0]["delegation_id"], to_b.to_string());
     assert_eq!(
         messages[0]["payload"],
-        json!({ "target_id": b.id, "task_preview": "for b" })
+        json!({ "target_id": b.id, "task_preview": "for b", "status": "dispatched" })
     );
     assert_eq!(
         messages[1]["payload"],
@@ -279,6 +279,78 @@ async fn subscriptions_with_bad_credentials_or_a_foreign_workspace_are_refused()
     assert_eq!(
         status(connect(&app, &format!("?workspace_id={}", a.id), &a.token).await),
         101
+    );
+}
+
+/// `batch=true`: the same replay, in frames holding arrays of messages;
+/// live messages one per frame as always.
+#[tokio::test]
+async fn a_batched_replay_sends_the_same_messages_in_arrays_then_goes_live_one_per_frame() {
+    let app = spawn_app().await;
+    let a = app.register().await;
+    let b = app.register().await;
+    for n in 0..30 {
+        let id = app.record(&a, b.id, &format!("before {n}")).await;
+        if n % 2 == 0 {
+            let (status, body) = app.update(&b, id, json!({ "status": "completed" })).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    let expected = broadcast_positions(&app, Some(a.id)).await;
+    assert_eq!(expected.len(), 45);
+
+    let mut one_by_one = Vec::new();
+    let mut plain = connect(&app, "?from=0", &a.token).await.expect("connect");
+    while one_by_one.len() < expected.len() {
+        one_by_one.push(
+            next_message(&mut plain)
+                .await
+                .expect("open")
+                .expect("not closed"),
+        );
+    }
+    let mut batched = Vec::new();
+    let mut frames = 0;
+    let mut socket = connect(&app, "?from=0&batch=true", &a.token)
+        .await
+        .expect("connect");
+    while batched.len() < expected.len() {
+        let frame = next_message(&mut socket)
+            .await
+            .expect("open")
+            .expect("not closed");
+        frames += 1;
+        batched.extend(
+            frame
+                .as_array()
+                .expect("a replay frame is an array")
+                .iter()
+                .cloned(),
+        );
+    }
+    assert_eq!(batched, one_by_one, "the same messages, in the same order");
+    assert!(
+        frames < expected.len(),
+        "{frames} frames for {} messages",
+        expected.len()
+    );
+
+    let live = app.record(&a, b.id, "after").await;
+    let message = next_message(&mut socket)
+        .await
+        .expect("open")
+        .expect("not closed");
+    assert!(
+        message.is_object(),
+        "a live message is one object: {message}"
+    );
+    assert_eq!(message["delegation_id"], live.to_string());
+    assert!(message["position"].as_i64() > expected.last().copied());
+
+    let refused = connect(&app, "?batch=yes", &a.token).await;
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 400),
+        "batch=yes is refused"
     );
 }
 

@@ -76,9 +76,16 @@ fn delegation(position: i64, event: &DelegationEvent) -> Option<Broadcast> {
             "DELEGATION_CANCELED",
             json!({ "target_id": target_id, "reason": reason }),
         ),
+        // `status`: where the delegation starts (`pending` when the ledger
+        // dispatches it, `dispatched` when the agent did and it is only
+        // recorded), so a live view never has to guess.
         DelegationEvent::DelegationSent { task_preview, .. } => (
             "DELEGATION_SENT",
-            json!({ "target_id": target_id, "task_preview": task_preview }),
+            json!({
+                "target_id": target_id,
+                "task_preview": task_preview,
+                "status": event.status().map(|s| s.as_str()),
+            }),
         ),
         DelegationEvent::DelegationCompleted {
             response_preview, ..
@@ -493,17 +500,18 @@ mod tests {
                 "payload": {
                     "target_id": "00000000-0000-0000-0000-00000000007b",
                     "task_preview": "summarise the",
+                    "status": "pending",
                 },
             })
         );
     }
 
     #[test]
-    fn a_recorded_delegation_sent_is_the_same_delegation_sent_message() {
-        assert_eq!(
-            message(sent(Origin::Recorded)),
-            message(sent(Origin::Managed))
-        );
+    fn a_recorded_delegation_sent_is_the_same_message_starting_dispatched() {
+        let mut managed = message(sent(Origin::Managed));
+        managed["payload"]["status"] = json!("dispatched");
+
+        assert_eq!(message(sent(Origin::Recorded)), managed);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod activity;
 mod audit;
 pub mod auth;
+mod console;
 mod delegations;
 mod domain_errors;
 pub mod error;
@@ -91,6 +92,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router
         .merge(queue::router())
         .merge(audit::router())
         .merge(openapi::router())
+        .merge(console::router())
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(

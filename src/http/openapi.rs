@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 description of the API, generated from the handlers'
 //! `#[utoipa::path]` attributes and the request/response types' derives,
 //! so it cannot drift from the code silently: `GET /openapi.json` serves
-//! it, `GET /docs` renders it for people, `tests/openapi.rs` checks it
+//! it, `GET /docs` shows it in Swagger UI (with "Try it out"), `tests/openapi.rs` checks it
 //! covers the router, and `scripts/schemathesis` fuzzes the live service
 //! against it.
 //!
@@ -23,6 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::OpenApi;
 
+use super::extract::ApiPath;
 use super::AppState;
 
 /// Name of the bearer security scheme in `components.securitySchemes`.
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs_page))
+        .route("/docs/{file}", get(docs_file))
 }
 
 #[derive(OpenApi)]
@@ -42,7 +44,7 @@ pub fn router() -> Router<AppState> {
             Every error is `{\"error\": \"<human sentence>\", ...}`; a rejected request writes nothing.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(openapi_json, docs_page),
+    paths(openapi_json, docs_page, docs_file),
     modifiers(&BearerScheme),
     tags(
         (name = "registry", description = "Register workspaces, report capacity, discover them"),
@@ -52,6 +54,7 @@ pub fn router() -> Router<AppState> {
         (name = "live", description = "The live websocket feed"),
         (name = "audit", description = "The positioned, hash-chained log (admin token only)"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
+        (name = "console", description = "The web console"),
     ),
 )]
 struct ApiDoc;
@@ -143,6 +146,7 @@ pub fn document() -> Document {
     doc.merge(super::queue::Api::openapi());
     doc.merge(crate::ws::route::Api::openapi());
     doc.merge(super::audit::Api::openapi());
+    doc.merge(super::console::Api::openapi());
     add_bound_responses(&mut doc);
     doc
 }
@@ -178,19 +182,29 @@ async fn openapi_json() -> Response {
         .into_response()
 }
 
-/// This document as a page for people.
+/// This document in Swagger UI, for people: every operation, with "Try it out".
 #[utoipa::path(
     get,
     path = "/docs",
     tag = "operations",
-    responses((status = 200, description = "Every operation with its parameters and schemas", content_type = "text/html", body = String)),
+    responses((status = 200, description = "Swagger UI over /openapi.json (its files are served under /docs/)", content_type = "text/html", body = String)),
 )]
 async fn docs_page() -> Response {
-    static PAGE: OnceLock<String> = OnceLock::new();
-    let page = PAGE.get_or_init(|| docs::render(&document()));
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page.as_str(),
-    )
-        .into_response()
+    docs::page()
+}
+
+/// A file of Swagger UI (scripts, stylesheets, icons), embedded in the binary.
+#[utoipa::path(
+    get,
+    path = "/docs/{file}",
+    tag = "operations",
+    params(("file" = String, Path, description = "The file's name, e.g. `swagger-ui-bundle.js`")),
+    responses(
+        (status = 200, description = "The file, with its content type (`text/javascript`, `text/css`, `image/png`, `application/json` for source maps)", content_type = "text/javascript", body = String),
+        (status = 400, description = "The name is malformed (e.g. holds a NUL)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "Swagger UI has no such file", body = crate::http::error::ErrorBody),
+    ),
+)]
+async fn docs_file(ApiPath(file): ApiPath<String>) -> Response {
+    docs::file(&file)
 }

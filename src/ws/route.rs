@@ -1,4 +1,4 @@
-//! `GET /ws?workspace_id=&from=` — authenticate, pick the audience, upgrade.
+//! `GET /ws?workspace_id=&from=&batch=` — authenticate, pick the audience, upgrade.
 //!
 //! The token comes from `Authorization: Bearer` or, for browser clients
 //! that cannot set headers on a websocket, `?token=`. A workspace token
@@ -45,6 +45,12 @@ struct SubscribeQuery {
     from: Option<String>,
     /// The token, for clients that cannot send `Authorization`.
     token: Option<String>,
+    /// `true`: the replay comes in frames holding a JSON array of up to
+    /// 1000 messages (one per log read) instead of one frame per message,
+    /// which a browser receives several times faster; live messages are
+    /// one per frame either way.
+    #[param(value_type = Option<bool>)]
+    batch: Option<String>,
 }
 
 /// The live feed (a websocket upgrade).
@@ -54,7 +60,7 @@ struct SubscribeQuery {
     params(SubscribeQuery),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
-        (status = 400, description = "Not a websocket upgrade, or from is not a non-negative integer", body = crate::http::error::ErrorBody),
+        (status = 400, description = "Not a websocket upgrade, from is not a non-negative integer, or batch is not true or false", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing or unknown token (header or `?token=`)", body = crate::http::error::ErrorBody),
         (status = 429, description = "Too many failed authentications from this address", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
@@ -105,6 +111,15 @@ async fn subscribe(
             }
         },
     };
+    let batch = match query.batch.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "batch must be true or false; got {other:?}"
+            )))
+        }
+    };
     let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let hub = state.hub.clone();
     let incoming = hub.config().max_incoming_bytes.max(256);
@@ -116,7 +131,9 @@ async fn subscribe(
     Ok(upgrade
         .max_message_size(incoming)
         .max_frame_size(incoming)
-        .on_upgrade(move |socket| subscriber::serve(socket, hub, audience, holder, from, shutdown)))
+        .on_upgrade(move |socket| {
+            subscriber::serve(socket, hub, audience, holder, from, batch, shutdown)
+        }))
 }
 
 /// The OpenAPI description of this route (assembled in `crate::http::openapi`).

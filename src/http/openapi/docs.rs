@@ -1,228 +1,113 @@
-//! `GET /docs`: the OpenAPI document rendered as one self-contained HTML
-//! page (no script, no stylesheet or font fetched from anywhere), so the
-//! API can be read in a browser on a machine with no network.
+//! `GET /docs`: Swagger UI over `/openapi.json`, so people can read the API
+//! and try each operation from the browser ("Try it out" sends the request
+//! to this service, with the token given under "Authorize").
 //!
-//! Rendered from the document's JSON form: every operation with its
-//! method, path, summary, auth, parameters, request body and responses,
-//! then every schema with its properties.
+//! Nothing is fetched from elsewhere: the Swagger UI files come vendored
+//! with `utoipa-swagger-ui` (its `vendored` feature: no download at build
+//! time) and are embedded in the binary; the validator badge, which would
+//! call swagger.io, is turned off. The page itself is ours (a few lines,
+//! below) so that `/docs` needs no redirect: it loads the assets from
+//! `/docs/<file>`, and `swagger-initializer.js` is generated with the
+//! configuration pointing at `/openapi.json` — the same single document.
 
-use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
-use serde_json::Value;
-use utoipa::openapi::OpenApi;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use utoipa_swagger_ui::Config;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\
-h2{border-bottom:1px solid #ccc;margin-top:2.5rem}section.op{border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:1rem 0}\
-.method{display:inline-block;min-width:4.5rem;font-weight:bold;text-transform:uppercase}.path{font-family:monospace;font-size:1.05rem}\
-table{border-collapse:collapse;margin:.3rem 0}td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}\
-code{background:#f4f4f4;padding:0 .2rem}.auth{color:#666;font-size:.9rem}";
+use crate::http::error::ApiError;
 
-/// The page for `doc`.
-pub fn render(doc: &OpenApi) -> String {
-    let doc = serde_json::to_value(doc).unwrap_or(Value::Null);
-    let mut out = String::new();
-    let title = text(&doc["info"]["title"]);
-    let _ = write!(
-        out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} API</title>\
-         <style>{STYLE}</style></head><body><h1>{title} API</h1><p>{}</p>\
-         <p>Machine-readable: <a href=\"/openapi.json\"><code>/openapi.json</code></a> (OpenAPI {}).</p>",
-        escape(&text(&doc["info"]["description"])),
-        escape(&text(&doc["openapi"])),
+/// The page: Swagger UI's own stylesheet and scripts, from `/docs/`.
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Delegation Ledger API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css">
+<link rel="stylesheet" href="/docs/index.css">
+<link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js" charset="utf-8"></script>
+<script src="/docs/swagger-ui-standalone-preset.js" charset="utf-8"></script>
+<script src="/docs/swagger-initializer.js" charset="utf-8"></script>
+</body>
+</html>
+"#;
+
+/// Scripts from this origin only; Swagger UI sets inline styles and draws
+/// some icons as `data:` images, so those two are allowed; requests
+/// ("Try it out") go to this origin only.
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+/// Swagger UI's configuration: the one document, "Try it out" open, no
+/// call to the public validator.
+fn config() -> Arc<Config<'static>> {
+    static CONFIG: OnceLock<Arc<Config<'static>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            Arc::new(
+                Config::new(["/openapi.json"])
+                    .try_it_out_enabled(true)
+                    .validator_url("none")
+                    .display_request_duration(true)
+                    .filter(true),
+            )
+        })
+        .clone()
+}
+
+/// `GET /docs`.
+pub fn page() -> Response {
+    respond("text/html; charset=utf-8", PAGE.as_bytes().to_vec())
+}
+
+/// `GET /docs/{file}`: one of Swagger UI's files.
+pub fn file(name: &str) -> Response {
+    match utoipa_swagger_ui::serve(name, config()) {
+        Ok(Some(file)) if name != "index.html" => {
+            respond(content_type(name), file.bytes.into_owned())
+        }
+        // Its own index page would load the assets relative to itself; ours
+        // is /docs.
+        Ok(_) => ApiError::not_found(format!("/docs has no file named {name:?}")).into_response(),
+        Err(error) => {
+            ApiError::internal(format!("Swagger UI file {name:?}: {error}")).into_response()
+        }
+    }
+}
+
+/// Exact types for the file kinds Swagger UI ships.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or_default() {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "png" => "image/png",
+        "map" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+fn respond(content_type: &'static str, bytes: Vec<u8>) -> Response {
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
     );
-    out.push_str("<h2>Operations</h2>");
-    if let Some(paths) = doc["paths"].as_object() {
-        for (path, item) in paths {
-            let Some(item) = item.as_object() else {
-                continue;
-            };
-            for (method, operation) in item {
-                operation_html(&mut out, path, method, operation);
-            }
-        }
-    }
-    out.push_str("<h2>Schemas</h2>");
-    if let Some(schemas) = doc["components"]["schemas"].as_object() {
-        for (name, schema) in schemas {
-            let _ = write!(
-                out,
-                "<section id=\"schema-{name}\"><h3>{name}</h3><p>{}</p>",
-                escape(&text(&schema["description"])),
-                name = escape(name),
-            );
-            properties_html(&mut out, schema);
-            out.push_str("</section>");
-        }
-    }
-    out.push_str("</body></html>");
-    out
-}
-
-fn operation_html(out: &mut String, path: &str, method: &str, operation: &Value) {
-    let auth = if operation["security"].as_array().is_some_and(|schemes| {
-        schemes
-            .iter()
-            .any(|s| s.as_object().is_some_and(|s| !s.is_empty()))
-    }) {
-        let optional = operation["security"].as_array().is_some_and(|schemes| {
-            schemes
-                .iter()
-                .any(|s| s.as_object().is_some_and(|s| s.is_empty()))
-        });
-        if optional {
-            "bearer token optional"
-        } else {
-            "bearer token required"
-        }
-    } else {
-        "no auth"
-    };
-    let _ = write!(
-        out,
-        "<section class=\"op\"><div><span class=\"method\">{}</span> <span class=\"path\">{}</span> \
-         <span class=\"auth\">({auth})</span></div><p><b>{}</b></p><p>{}</p>",
-        escape(method),
-        escape(path),
-        escape(&text(&operation["summary"])),
-        escape(&text(&operation["description"])),
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
-    if let Some(parameters) = operation["parameters"].as_array() {
-        out.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th>description</th></tr>");
-        for parameter in parameters {
-            let _ = write!(
-                out,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&text(&parameter["name"])),
-                escape(&text(&parameter["in"])),
-                schema_name(&parameter["schema"]),
-                parameter["required"].as_bool().unwrap_or(false),
-                escape(&text(&parameter["description"])),
-            );
-        }
-        out.push_str("</table>");
-    }
-    if let Some(content) = operation["requestBody"]["content"].as_object() {
-        for (media, body) in content {
-            let _ = write!(
-                out,
-                "<p>Request body (<code>{}</code>): {}</p>",
-                escape(media),
-                schema_name(&body["schema"])
-            );
-        }
-    }
-    if let Some(responses) = operation["responses"].as_object() {
-        out.push_str("<table><tr><th>status</th><th>meaning</th><th>body</th></tr>");
-        for (status, response) in responses {
-            let bodies: Vec<String> = response["content"]
-                .as_object()
-                .map(|content| {
-                    content
-                        .iter()
-                        .map(|(media, body)| {
-                            format!(
-                                "{} <code>{}</code>",
-                                schema_name(&body["schema"]),
-                                escape(media)
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(status),
-                escape(&text(&response["description"])),
-                bodies.join("<br>"),
-            );
-        }
-        out.push_str("</table>");
-    }
-    out.push_str("</section>");
-}
-
-fn properties_html(out: &mut String, schema: &Value) {
-    let Some(properties) = schema["properties"].as_object() else {
-        return;
-    };
-    let required: Vec<&str> = schema["required"]
-        .as_array()
-        .map(|names| names.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    out.push_str(
-        "<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>",
-    );
-    for (name, property) in properties {
-        let _ = write!(
-            out,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(name),
-            schema_name(property),
-            required.contains(&name.as_str()),
-            escape(&text(&property["description"])),
-        );
-    }
-    out.push_str("</table>");
-}
-
-/// A short, linked name for a schema: the referenced component, `array of
-/// …`, or the type with its format.
-fn schema_name(schema: &Value) -> String {
-    if let Some(reference) = schema["$ref"].as_str() {
-        let name = reference.rsplit('/').next().unwrap_or(reference);
-        return format!("<a href=\"#schema-{0}\">{0}</a>", escape(name));
-    }
-    if let Some(choices) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
-        let names: Vec<String> = choices.iter().map(schema_name).collect();
-        return names.join(" | ");
-    }
-    let kind = match &schema["type"] {
-        Value::Array(kinds) => kinds.iter().map(text).collect::<Vec<_>>().join(" | "),
-        Value::Null => "any".to_string(),
-        other => text(other),
-    };
-    if kind.starts_with("array") {
-        return format!("array of {}", schema_name(&schema["items"]));
-    }
-    let mut name = escape(&kind);
-    if let Some(format) = schema["format"].as_str() {
-        let _ = write!(name, " ({})", escape(format));
-    }
-    if let Some(pattern) = schema["pattern"].as_str() {
-        let _ = write!(name, " matching <code>{}</code>", escape(pattern));
-    }
-    if let Some(minimum) = schema["minimum"].as_i64() {
-        let _ = write!(name, " ≥ {minimum}");
-    }
-    if let Some(values) = schema["enum"].as_array() {
-        let values: Vec<String> = values.iter().map(|v| escape(&v.to_string())).collect();
-        let _ = write!(name, ": {}", values.join(", "));
-    }
-    name
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 #[cfg(test)]
@@ -230,18 +115,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+    fn the_page_loads_only_files_served_under_docs() {
+        for line in PAGE.lines() {
+            for attribute in ["href=\"", "src=\""] {
+                if let Some(at) = line.find(attribute) {
+                    let target = &line[at + attribute.len()..];
+                    assert!(target.starts_with("/docs/"), "{line}");
+                    let name = target["/docs/".len()..]
+                        .split('"')
+                        .next()
+                        .unwrap_or_default();
+                    assert!(
+                        matches!(utoipa_swagger_ui::serve(name, config()), Ok(Some(_))),
+                        "{name} is not a Swagger UI file"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
-    fn every_operation_and_schema_is_on_the_page() {
-        let page = render(&super::super::document());
-        assert!(page.starts_with("<!doctype html>"));
-        assert!(page.contains("/workspaces/{id}/delegate"));
-        assert!(page.contains("id=\"schema-ErrorBody\""));
+    fn the_initializer_points_at_the_one_document_and_calls_no_validator() {
+        let file = utoipa_swagger_ui::serve("swagger-initializer.js", config())
+            .ok()
+            .flatten()
+            .expect("the initializer is embedded");
+        let text = String::from_utf8_lossy(&file.bytes);
+
+        assert!(text.contains("\"url\": \"/openapi.json\""), "{text}");
+        assert!(text.contains("\"validatorUrl\": \"none\""), "{text}");
+        assert!(!text.contains("https://"), "{text}");
     }
 }

@@ -232,14 +232,12 @@ pub async fn start_background(
         SequencerConfig::default(),
         shutdown.clone(),
     ));
-    for projection in all {
-        tasks.spawn(projection_runner::run(
-            pool.clone(),
-            projection,
-            progress.clone(),
-            shutdown.clone(),
-        ));
-    }
+    tasks.spawn(projection_runner::run(
+        pool.clone(),
+        all,
+        progress.clone(),
+        shutdown.clone(),
+    ));
     let reader = crate::log::LogReader::new(pool.clone());
     let head = reader.head().await?;
     let hub = Hub::new(reader, head, hub);

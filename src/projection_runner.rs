@@ -1,18 +1,23 @@
-//! Keeps each projection's view up to date from the positioned log.
+//! Keeps every projection's view up to date from the positioned log.
 //!
-//! A runner reads the log after its projection's checkpoint, applies a batch
-//! to the view **and** moves the checkpoint in one transaction, so every
-//! entry takes effect exactly once whatever crashes when. The checkpoint row
-//! is locked `FOR UPDATE` for the batch: with several service processes on
-//! one database, their runners of the same projection take turns instead of
-//! applying an entry twice, and any of them carries on when another dies.
-//! (A row lock scoped to the batch transaction does what an advisory
-//! leader lock would, with no lock to lose track of between batches.)
+//! One runner per process reads the log after the projections'
+//! checkpoints, applies a batch to **every** view and moves every
+//! checkpoint, all in one transaction — so each entry takes effect exactly
+//! once whatever crashes when, and a batch costs one read of the log, a few
+//! set-based statements per view (see `Projection::apply_batch`) and one
+//! commit, however many views there are. The checkpoint rows are locked
+//! `FOR UPDATE` (in name order) for the batch: with several service
+//! processes on one database, their runners take turns instead of applying
+//! an entry twice, and any of them carries on when another dies. (A row
+//! lock scoped to the batch transaction does what an advisory leader lock
+//! would, with no lock to lose track of between batches.) A rebuild
+//! ([`crate::rebuild`]) takes one checkpoint row for its short swap, and
+//! the runner waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use projections::{Projection, ProjectionError};
+use projections::{LedgerEvent, LogEntry, Projection, ProjectionError};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::log::progress::{Progress, PROJECTION_CHANNEL};
@@ -20,7 +25,7 @@ use crate::log::reader::read_after;
 use crate::shutdown::Shutdown;
 
 /// Most log entries applied in one transaction.
-pub const BATCH_SIZE: i64 = 500;
+pub const BATCH_SIZE: i64 = 1000;
 /// Pause after a failed batch before trying again (the entry is retried,
 /// never skipped).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -32,6 +37,7 @@ pub enum RunnerError {
     #[error("projection {name} failed at position {position}: {source}")]
     Apply {
         name: &'static str,
+        /// The first position of the batch that failed.
         position: i64,
         source: ProjectionError,
     },
@@ -53,32 +59,38 @@ pub async fn register(
     Ok(())
 }
 
-/// Follow the log for one projection until shutdown.
+/// Follow the log for `projections` until shutdown.
 pub async fn run(
     pool: PgPool,
-    projection: Box<dyn Projection>,
+    projections: Vec<Box<dyn Projection>>,
     progress: Arc<Progress>,
     mut shutdown: Shutdown,
 ) {
-    let name = projection.name();
     let mut sequenced = progress.subscribe_sequenced();
     loop {
         if shutdown.is_shutdown() {
             return;
         }
-        let known = progress.projected(name).unwrap_or(-1);
-        if known >= 0 && known >= sequenced.borrow_and_update().head {
+        let slowest = projections
+            .iter()
+            .map(|p| progress.projected(p.name()).unwrap_or(-1))
+            .min()
+            .unwrap_or(-1);
+        if slowest >= 0 && slowest >= sequenced.borrow_and_update().head {
             tokio::select! {
                 _ = sequenced.changed() => {}
                 _ = tokio::time::sleep(IDLE_CHECK) => {}
                 _ = shutdown.wait() => return,
             }
         }
-        match step(&pool, projection.as_ref()).await {
-            Ok(Some(position)) => progress.publish_projected(name, position),
-            Ok(None) => {}
+        match step(&pool, &projections).await {
+            Ok(checkpoints) => {
+                for (name, position) in checkpoints {
+                    progress.publish_projected(name, position);
+                }
+            }
             Err(error) => {
-                tracing::error!(%error, projection = name, "projection batch failed; retrying");
+                tracing::error!(%error, "projection batch failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
                     _ = shutdown.wait() => return,
@@ -88,28 +100,105 @@ pub async fn run(
     }
 }
 
-/// Apply the next batch; returns the checkpoint after it (None when the
-/// checkpoint row is missing).
-#[tracing::instrument(skip_all, fields(projection = projection.name()), err)]
-pub async fn step(pool: &PgPool, projection: &dyn Projection) -> Result<Option<i64>, RunnerError> {
+/// Apply the next batch to every projection; returns each checkpoint after
+/// it (none for a projection whose checkpoint row is missing).
+#[tracing::instrument(skip_all, err)]
+pub async fn step(
+    pool: &PgPool,
+    projections: &[Box<dyn Projection>],
+) -> Result<Vec<(&'static str, i64)>, RunnerError> {
     let mut tx = pool.begin().await?;
     // Views are derived from the log: a batch lost in a crash is re-applied
-    // from the checkpoint, which is lost with it. No need to wait for the
+    // from the checkpoints, which are lost with it. No need to wait for the
     // WAL flush (WAL order keeps a checkpoint from outliving its log rows).
     sqlx::query("set local synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
-    let Some(checkpoint) = lock_checkpoint(&mut tx, projection.name()).await? else {
-        return Ok(None);
+    let mut names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+    names.sort_unstable();
+    let locked: Vec<(String, i64)> = sqlx::query_as(
+        "select name, position from projection_checkpoints where name = any($1) \
+         order by name for update",
+    )
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await?;
+    let checkpoint_of = |name: &str| {
+        locked
+            .iter()
+            .find(|(locked, _)| locked == name)
+            .map(|(_, position)| *position)
     };
-    let position = apply_batch(&mut tx, projection, checkpoint).await?;
-    if position > checkpoint {
-        save_checkpoint(&mut tx, projection.name(), position).await?;
-        tx.commit().await?;
-    } else {
+    let Some(slowest) = projections
+        .iter()
+        .filter_map(|p| checkpoint_of(p.name()))
+        .min()
+    else {
         tx.rollback().await?;
+        return Ok(Vec::new());
+    };
+    let entries = decoded_after(&mut tx, slowest, BATCH_SIZE).await?;
+    let Some(last) = entries.last().map(|(entry, _)| entry.position) else {
+        tx.rollback().await?;
+        return Ok(projections
+            .iter()
+            .filter_map(|p| checkpoint_of(p.name()).map(|c| (p.name(), c)))
+            .collect());
+    };
+    let mut moved = Vec::new();
+    let mut reached = Vec::new();
+    for projection in projections {
+        let Some(checkpoint) = checkpoint_of(projection.name()) else {
+            continue;
+        };
+        let from = entries.partition_point(|(entry, _)| entry.position <= checkpoint);
+        let batch = &entries[from..];
+        if let Some((first, _)) = batch.first() {
+            projection
+                .apply_batch(&mut tx, batch)
+                .await
+                .map_err(|source| RunnerError::Apply {
+                    name: projection.name(),
+                    position: first.position,
+                    source,
+                })?;
+            moved.push(projection.name());
+        }
+        reached.push((projection.name(), checkpoint.max(last)));
     }
-    Ok(Some(position))
+    for name in moved {
+        save_checkpoint(&mut tx, name, last).await?;
+    }
+    tx.commit().await?;
+    Ok(reached)
+}
+
+/// Up to `limit` entries after `after`, decoded; a batch stops before the
+/// first entry that does not decode (and fails if that is the first).
+async fn decoded_after(
+    tx: &mut Transaction<'_, Postgres>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(LogEntry, LedgerEvent)>, RunnerError> {
+    let entries = read_after(&mut **tx, after, limit).await?;
+    let mut decoded = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry.decode() {
+            Ok(event) => decoded.push((entry, event)),
+            Err(error) if decoded.is_empty() => {
+                return Err(RunnerError::Apply {
+                    name: "every projection",
+                    position: entry.position,
+                    source: error.into(),
+                })
+            }
+            Err(error) => {
+                tracing::error!(position = entry.position, %error, "a log entry does not decode; the views stop before it");
+                break;
+            }
+        }
+    }
+    Ok(decoded)
 }
 
 /// Rebuild the projection's view from the log, online (see
@@ -148,26 +237,25 @@ pub(crate) async fn save_checkpoint(
     Ok(())
 }
 
-/// Apply up to [`BATCH_SIZE`] entries after `after`; returns the last
-/// position applied (`after` when there was nothing to apply).
+/// Apply up to [`BATCH_SIZE`] entries after `after` to one projection;
+/// returns the last position applied (`after` when there was nothing to
+/// apply).
 pub(crate) async fn apply_batch(
     tx: &mut Transaction<'_, Postgres>,
     projection: &dyn Projection,
     after: i64,
 ) -> Result<i64, RunnerError> {
-    let entries = read_after(&mut **tx, after, BATCH_SIZE).await?;
-    let mut position = after;
-    for entry in &entries {
-        let applied = match entry.decode() {
-            Ok(event) => projection.apply(tx, entry, &event).await,
-            Err(error) => Err(error.into()),
-        };
-        applied.map_err(|source| RunnerError::Apply {
+    let entries = decoded_after(tx, after, BATCH_SIZE).await?;
+    let Some(last) = entries.last().map(|(entry, _)| entry.position) else {
+        return Ok(after);
+    };
+    projection
+        .apply_batch(&mut *tx, &entries)
+        .await
+        .map_err(|source| RunnerError::Apply {
             name: projection.name(),
-            position: entry.position,
+            position: after + 1,
             source,
         })?;
-        position = entry.position;
-    }
-    Ok(position)
+    Ok(last)
 }

@@ -14,6 +14,8 @@
 //! Row ids are derived from the event that created the row, so a rebuild
 //! produces the same ids a live run did and cursors stay valid.
 
+use std::collections::HashMap;
+
 use aggregates::delegation::{DelegationEvent, DelegationStatus};
 use aggregates::preview;
 use chrono::{DateTime, Utc};
@@ -418,6 +420,156 @@ pub async fn apply_changes(
     Ok(())
 }
 
+/// A batch's changes, folded: every new row in one INSERT (a `delegate`
+/// row inserted by the batch takes the batch's later updates with it), and
+/// one update per older `delegate` row. The same result as applying the
+/// changes one by one ([`apply_changes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub inserts: Vec<ActivityRow>,
+    pub updates: Vec<DelegateRowUpdate>,
+}
+
+/// The batch's changes to a `delegate` row inserted by an earlier batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelegateRowUpdate {
+    pub delegation_id: Uuid,
+    pub status: &'static str,
+    /// The latest given (`coalesce(new, old)` each time).
+    pub error_detail: Option<String>,
+    pub response_body: Option<Value>,
+}
+
+/// Fold a batch's changes (pure).
+pub fn plan(changes: impl IntoIterator<Item = ActivityChange>) -> Plan {
+    let mut plan = Plan::default();
+    let mut delegate_rows: HashMap<Uuid, usize> = HashMap::new();
+    let mut updated: HashMap<Uuid, usize> = HashMap::new();
+    for change in changes {
+        match change {
+            ActivityChange::Insert(row) => {
+                if row.method == Some("delegate") {
+                    if let Some(id) = row.delegation_id {
+                        delegate_rows.insert(id, plan.inserts.len());
+                    }
+                }
+                plan.inserts.push(row);
+            }
+            ActivityChange::UpdateDelegateRow {
+                delegation_id,
+                status,
+                error_detail,
+                response_body,
+            } => {
+                if let Some(row) = delegate_rows
+                    .get(&delegation_id)
+                    .and_then(|i| plan.inserts.get_mut(*i))
+                {
+                    row.status = Some(status);
+                    if error_detail.is_some() {
+                        row.error_detail = error_detail;
+                    }
+                    if response_body.is_some() {
+                        row.response_body = response_body;
+                    }
+                    continue;
+                }
+                let index = *updated.entry(delegation_id).or_insert_with(|| {
+                    plan.updates.push(DelegateRowUpdate {
+                        delegation_id,
+                        status,
+                        error_detail: None,
+                        response_body: None,
+                    });
+                    plan.updates.len() - 1
+                });
+                if let Some(update) = plan.updates.get_mut(index) {
+                    update.status = status;
+                    if error_detail.is_some() {
+                        update.error_detail = error_detail;
+                    }
+                    if response_body.is_some() {
+                        update.response_body = response_body;
+                    }
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// Write a folded batch: one INSERT, one UPDATE.
+pub async fn apply_plan(conn: &mut PgConnection, plan: Plan) -> Result<(), sqlx::Error> {
+    if !plan.inserts.is_empty() {
+        let rows = &plan.inserts;
+        sqlx::query(
+            "insert into activity_logs (id, workspace_id, activity_type, method, source_id, \
+             target_id, summary, status, request_body, response_body, error_detail, \
+             delegation_id, created_at, log_position, ordinal) \
+             select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], \
+             $6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[], \
+             $12::uuid[], $13::timestamptz[], $14::bigint[], $15::int[])",
+        )
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.workspace_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.activity_type).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.method).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.target_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.summary.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.request_body.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.response_body.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.error_detail.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.delegation_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.log_position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.ordinal).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !plan.updates.is_empty() {
+        let updates = &plan.updates;
+        sqlx::query(
+            "update activity_logs a set status = u.status, \
+             error_detail = coalesce(u.error_detail, a.error_detail), \
+             response_body = coalesce(u.response_body, a.response_body) \
+             from unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) \
+             as u(delegation_id, status, error_detail, response_body) \
+             where a.delegation_id = u.delegation_id and a.method = 'delegate'",
+        )
+        .bind(updates.iter().map(|u| u.delegation_id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.status).collect::<Vec<_>>())
+        .bind(
+            updates
+                .iter()
+                .map(|u| u.error_detail.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            updates
+                .iter()
+                .map(|u| u.response_body.clone())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// The `activity_logs` projection.
 pub struct ActivityProjection;
 
@@ -438,6 +590,20 @@ impl Projection for ActivityProjection {
     ) -> ApplyFuture<'a> {
         Box::pin(async move {
             apply_changes(conn, changes(entry, event)).await?;
+            Ok(())
+        })
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        entries: &'a [(LogEntry, LedgerEvent)],
+    ) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            let all = entries
+                .iter()
+                .flat_map(|(entry, event)| changes(entry, event));
+            apply_plan(conn, plan(all)).await?;
             Ok(())
         })
     }
@@ -908,5 +1074,54 @@ mod tests {
         );
 
         assert_eq!(changes(&entry, &event), Vec::new());
+    }
+
+    #[test]
+    fn a_delegate_row_inserted_in_the_batch_takes_the_batchs_updates_with_it() {
+        let mut all = changes(&entry(1, 1), &sent(Origin::Managed));
+        all.push(update("dispatched"));
+        all.extend(changes(
+            &entry(3, 3),
+            &completed("the answer", "the answer"),
+        ));
+        let plan = plan(all);
+        assert!(plan.updates.is_empty(), "{plan:?}");
+        let delegate = plan
+            .inserts
+            .iter()
+            .find(|row| row.method == Some("delegate"))
+            .expect("the delegate row");
+        assert_eq!(delegate.status, Some("completed"));
+        assert_eq!(
+            delegate.response_body.as_ref().map(|b| &b["text"]),
+            Some(&json!("the answer"))
+        );
+        // The result rows are inserted too, in order.
+        assert_eq!(plan.inserts.len(), 3);
+        assert_eq!(plan.inserts[1].method, Some("delegate_result"));
+    }
+
+    #[test]
+    fn an_older_delegate_row_gets_one_update_keeping_the_latest_given_fields() {
+        let plan = plan([
+            update("dispatched"),
+            ActivityChange::UpdateDelegateRow {
+                delegation_id: DELEGATION,
+                status: "failed",
+                error_detail: Some("boom".to_string()),
+                response_body: None,
+            },
+            update("failed"),
+        ]);
+        assert!(plan.inserts.is_empty());
+        assert_eq!(
+            plan.updates,
+            vec![DelegateRowUpdate {
+                delegation_id: DELEGATION,
+                status: "failed",
+                error_detail: Some("boom".to_string()),
+                response_body: None,
+            }]
+        );
     }
 }

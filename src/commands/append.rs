@@ -9,10 +9,13 @@
 //! them, so the stored text (which the hash chain covers) is identical
 //! whichever path wrote an event.
 
+use std::collections::{HashMap, HashSet};
+
 use cqrs_es::persist::SerializedEvent;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use super::Fence;
+use crate::log::Watermark;
 
 /// Why an append wrote nothing.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,100 @@ pub async fn append_fenced(
     insert(&mut tx, events).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What a batch append wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Where each written event is: (aggregate id, sequence) → its
+    /// `(tx_id, event_id)`, for read-your-writes.
+    pub rows: HashMap<(String, i64), Watermark>,
+    /// Aggregates that lost a race: none of their events were written.
+    pub lost: HashSet<String>,
+}
+
+/// Append the events of many aggregates (of one type) in one statement and
+/// one commit. An aggregate another writer got ahead of writes nothing —
+/// its rows that did go in are taken out again before the commit, so an
+/// aggregate's events are all written or none — and is reported `lost`.
+pub async fn insert_batch(
+    pool: &PgPool,
+    events: &[&SerializedEvent],
+) -> Result<Written, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let returned = sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         select t, i, s, et, ev, p::json, m::json \
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+         as e(t, i, s, et, ev, p, m) \
+         on conflict (aggregate_type, aggregate_id, sequence) do nothing \
+         returning aggregate_id, sequence, event_id, tx_id::text as tx_id",
+    )
+    .bind(events.iter().map(|e| e.aggregate_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.aggregate_id.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_version.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut written = Written::default();
+    for row in returned {
+        let tx_id: String = row.try_get("tx_id")?;
+        let mark = Watermark {
+            tx_id: tx_id
+                .parse()
+                .map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {tx_id}")))?,
+            event_id: row.try_get("event_id")?,
+        };
+        written.rows.insert(
+            (row.try_get("aggregate_id")?, row.try_get("sequence")?),
+            mark,
+        );
+    }
+    let mut expected: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        *expected.entry(event.aggregate_id.as_str()).or_default() += 1;
+    }
+    let mut went_in: HashMap<&str, usize> = HashMap::new();
+    for (id, _) in written.rows.keys() {
+        *went_in.entry(id.as_str()).or_default() += 1;
+    }
+    let lost: HashSet<String> = expected
+        .into_iter()
+        .filter(|(id, count)| went_in.get(id).copied().unwrap_or(0) < *count)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    written.lost = lost;
+    if !written.lost.is_empty() {
+        let partial: Vec<(String, i64)> = written
+            .rows
+            .keys()
+            .filter(|(id, _)| written.lost.contains(id))
+            .cloned()
+            .collect();
+        if !partial.is_empty() {
+            sqlx::query(
+                "delete from events where aggregate_type = $1 \
+                 and (aggregate_id, sequence) in (select * from unnest($2::text[], $3::bigint[]))",
+            )
+            .bind(events[0].aggregate_type.as_str())
+            .bind(
+                partial
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(partial.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let lost = &written.lost;
+        written.rows.retain(|(id, _), _| !lost.contains(id));
+    }
+    tx.commit().await?;
+    Ok(written)
 }
 
 /// One multi-row INSERT of `events` on `conn`.

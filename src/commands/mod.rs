@@ -13,27 +13,37 @@
 //! a leadership epoch is still current (the dispatcher records each send
 //! this way, so a deposed leader can record — and so make — no send).
 //!
+//! Commands are written by group commit ([`group`]): those that arrive
+//! while a batch is being written share the next batch's load, its one
+//! INSERT and its one COMMIT. Read-your-writes waits on the in-process
+//! watch of how far the log and the views got ([`crate::log::Progress`]),
+//! with the position the batch's INSERT returned — no query per command.
+//!
 //! # Layout
 //!
+//! * [`group`] — the group committer of one aggregate type.
 //! * [`append`] — events inserted in one statement, in the `postgres-es`
-//!   table shape (for fenced commands, which need their own transaction).
+//!   table shape (batches, and fenced commands, which need their own
+//!   transaction).
 
 pub mod append;
+pub mod group;
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistedEventStore, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::log::{Progress, Watermark};
 
 /// How often a command is re-decided after losing an optimistic-concurrency
 /// race before the caller gets a conflict.
-const CONFLICT_RETRIES: usize = 5;
+pub(crate) const CONFLICT_RETRIES: usize = 5;
 
 /// The result of a command that was accepted.
 #[derive(Debug)]
@@ -44,9 +54,11 @@ pub struct Executed<A> {
     pub committed: usize,
     /// Whether the events became visible in every view before the timeout.
     pub visible: bool,
-    /// The sequence of the last event committed (`None` for a no-op), for
-    /// [`CommandBus::wait_for_views`].
+    /// The sequence of the last event committed (`None` for a no-op).
     pub last_sequence: Option<usize>,
+    /// Where the last event committed is in the event table, for
+    /// [`CommandBus::wait_for_views`] (`None` for a no-op).
+    pub watermark: Option<Watermark>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +96,9 @@ pub struct CommandBus {
     /// Whether `execute` waits for read-your-writes (HTTP handlers do; the
     /// dispatcher, which reads aggregates and never views, does not).
     wait_for_views: bool,
+    /// One group committer per aggregate type, started on first use and
+    /// shared by every clone of the bus.
+    committers: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
 }
 
 impl CommandBus {
@@ -93,6 +108,23 @@ impl CommandBus {
             progress,
             visibility_timeout,
             wait_for_views: true,
+            committers: Default::default(),
+        }
+    }
+
+    /// The group committer of `A`.
+    fn committer<A: group::Writable>(&self) -> Arc<group::GroupCommitter<A>> {
+        let mut committers = self.committers.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = committers.entry(TypeId::of::<A>()).or_insert_with(|| {
+            Arc::new(group::GroupCommitter::<A>::start(
+                self.pool.clone(),
+                aggregates::upcasters::upcasters(),
+            ))
+        });
+        match entry.clone().downcast::<group::GroupCommitter<A>>() {
+            Ok(committer) => committer,
+            // The map is keyed by the type it holds.
+            Err(_) => unreachable!("committer stored under another type's id"),
         }
     }
 
@@ -144,61 +176,28 @@ impl CommandBus {
         metadata: HashMap<String, String>,
     ) -> Result<Executed<A>, CommandError<A::Error>>
     where
-        A: Aggregate<Services = ()> + Clone,
-        A::Command: Clone,
+        A: group::Writable,
     {
-        let store = self.store::<A>();
-        for _ in 0..CONFLICT_RETRIES {
-            let mut context = store
-                .load_aggregate(aggregate_id)
-                .await
-                .map_err(store_error)?;
-            let sink = Default::default();
-            context
-                .aggregate()
-                .handle(command.clone(), &(), &sink)
-                .await
-                .map_err(CommandError::Rejected)?;
-            let state = context.aggregate().clone();
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(Executed {
-                    state,
-                    committed: 0,
-                    visible: true,
-                    last_sequence: None,
-                });
+        let decided = self
+            .committer::<A>()
+            .submit(aggregate_id, command, metadata)
+            .await?;
+        let visible = match decided.watermark {
+            None => true,
+            Some(mark) if self.wait_for_views => self.wait_visible(mark).await,
+            Some(_) => {
+                // Still position the events promptly.
+                self.progress.wake_sequencer();
+                false
             }
-            match store.commit(events, context, metadata.clone()).await {
-                Ok(committed) => {
-                    let Some(last) = committed.last() else {
-                        return Ok(Executed {
-                            state,
-                            committed: 0,
-                            visible: true,
-                            last_sequence: None,
-                        });
-                    };
-                    let visible = if self.wait_for_views {
-                        self.wait_visible(A::TYPE, aggregate_id, last.sequence)
-                            .await
-                    } else {
-                        // Still position the events promptly.
-                        self.progress.wake_sequencer();
-                        false
-                    };
-                    return Ok(Executed {
-                        state,
-                        committed: committed.len(),
-                        visible,
-                        last_sequence: Some(last.sequence),
-                    });
-                }
-                Err(AggregateError::AggregateConflict) => continue,
-                Err(other) => return Err(store_error(other)),
-            }
-        }
-        Err(CommandError::Conflict)
+        };
+        Ok(Executed {
+            state: decided.state,
+            committed: decided.committed,
+            visible,
+            last_sequence: decided.last_sequence,
+            watermark: decided.watermark,
+        })
     }
 
     /// Decide and commit `command` in a transaction that also checks
@@ -242,6 +241,7 @@ impl CommandBus {
                     committed: 0,
                     visible: true,
                     last_sequence: None,
+                    watermark: None,
                 });
             }
             let first = context.current_sequence + 1;
@@ -267,6 +267,7 @@ impl CommandBus {
                         committed: serialized.len(),
                         visible: false,
                         last_sequence: Some(last_sequence),
+                        watermark: None,
                     });
                 }
                 Err(append::AppendError::Conflict) => continue,
@@ -286,53 +287,23 @@ impl CommandBus {
 
     /// Read-your-writes after commands run on a bus
     /// [`without_view_wait`](Self::without_view_wait): wait (bounded) until
-    /// event `sequence` of the aggregate — and so everything committed
-    /// before it — is in every view. One wait for a batch of commands.
-    pub async fn wait_for_views<A: Aggregate>(&self, aggregate_id: &str, sequence: usize) -> bool {
-        self.wait_visible(A::TYPE, aggregate_id, sequence).await
+    /// the event at `watermark` — and so everything committed before it —
+    /// is in every view. One wait for a batch of commands.
+    pub async fn wait_for_views(&self, watermark: Watermark) -> bool {
+        self.wait_visible(watermark).await
     }
 
     /// Read-your-writes: wait until the event is sequenced and projected.
-    async fn wait_visible(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        sequence: usize,
-    ) -> bool {
+    async fn wait_visible(&self, mark: Watermark) -> bool {
         self.progress.wake_sequencer();
-        let mark = sqlx::query(
-            "select tx_id::text as tx_id, event_id from events \
-             where aggregate_type = $1 and aggregate_id = $2 and sequence = $3",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(sequence as i64)
-        .fetch_one(&self.pool)
-        .await
-        .and_then(|row| {
-            let tx_id: String = row.try_get("tx_id")?;
-            Ok(Watermark {
-                tx_id: tx_id
-                    .parse()
-                    .map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {tx_id}")))?,
-                event_id: row.try_get("event_id")?,
-            })
-        });
-        let visible = match mark {
-            Ok(mark) => {
-                self.progress
-                    .wait_visible(mark, self.visibility_timeout)
-                    .await
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not locate committed event");
-                false
-            }
-        };
+        let visible = self
+            .progress
+            .wait_visible(mark, self.visibility_timeout)
+            .await;
         if !visible {
             tracing::warn!(
-                aggregate_type,
-                aggregate_id,
+                tx_id = mark.tx_id,
+                event_id = mark.event_id,
                 "events not yet visible in every view after the timeout"
             );
         }

@@ -51,7 +51,7 @@ pub async fn drain(
 ) -> Result<u32, DrainError> {
     let quick = bus.without_view_wait();
     let mut claimed = 0u32;
-    let mut last_write: Option<(Uuid, usize)> = None;
+    let mut last_write: Option<crate::log::Watermark> = None;
     let mut after: Option<(i16, i64)> = None;
     while claimed < slots {
         let page: Vec<(Uuid, Option<DateTime<Utc>>, i16, i64)> = sqlx::query_as(
@@ -75,8 +75,8 @@ pub async fn drain(
                 break;
             }
             if expires_at.is_some_and(|e| e <= now) {
-                if let Some(sequence) = expire(&quick, queue_id, now).await? {
-                    last_write = Some((queue_id, sequence));
+                if let Some(mark) = expire(&quick, queue_id, now).await? {
+                    last_write = Some(mark);
                 }
                 continue;
             }
@@ -86,9 +86,9 @@ pub async fn drain(
                 .await
             {
                 Ok(executed) => {
-                    if let Some(sequence) = executed.last_sequence {
+                    if let Some(mark) = executed.watermark {
                         claimed += 1;
-                        last_write = Some((queue_id, sequence));
+                        last_write = Some(mark);
                     }
                 }
                 // Another drain took it, or it expired meanwhile: next one.
@@ -100,9 +100,8 @@ pub async fn drain(
             }
         }
     }
-    if let Some((queue_id, sequence)) = last_write {
-        bus.wait_for_views::<QueueItem>(&queue_id.to_string(), sequence)
-            .await;
+    if let Some(mark) = last_write {
+        bus.wait_for_views(mark).await;
     }
     if claimed > 0 {
         tracing::info!(%target, claimed, "drained queued requests");
@@ -132,13 +131,13 @@ pub async fn expire_due(
     Ok(expired)
 }
 
-/// Expire one item; returns the sequence of its expiry event, if this call
-/// wrote one.
+/// Expire one item; returns where its expiry event is, if this call wrote
+/// one.
 async fn expire(
     bus: &CommandBus,
     queue_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<Option<usize>, DrainError> {
+) -> Result<Option<crate::log::Watermark>, DrainError> {
     match bus
         .execute::<QueueItem>(
             &queue_id.to_string(),
@@ -147,7 +146,7 @@ async fn expire(
         )
         .await
     {
-        Ok(executed) => Ok(executed.last_sequence),
+        Ok(executed) => Ok(executed.watermark),
         Err(CommandError::Rejected(_)) | Err(CommandError::Conflict) => Ok(None),
         Err(other) => Err(DrainError::Store(other.to_string())),
     }

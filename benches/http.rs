@@ -1,15 +1,29 @@
-//! Command throughput through the HTTP API, next to a raw-INSERT baseline
-//! measured in the same run on the same database.
+//! Command throughput through the HTTP API, as a ratio to a raw single-row
+//! INSERT measured in the same run on the same database.
 //!
-//! For 1, 16 and 64 concurrent clients: each client records a delegation
-//! and completes it (two commands, each answered only once its events are
-//! sequenced and projected — read-your-writes), for `BENCH_SECS` seconds.
-//! The baseline is a single-row INSERT of an event-sized row into a plain
-//! table, autocommit, at the same concurrency.
+//! Scenarios, each at 1, 16 and 64 concurrent clients for `BENCH_SECS`
+//! seconds (every command answered only once its events are sequenced and
+//! projected — read-your-writes):
+//!
+//! * **record** — `POST …/delegations/record` with a fresh delegation id:
+//!   one command, one event;
+//! * **record + complete** — that, then `POST …/update` to `completed`: two
+//!   commands on one aggregate, the second reading what the first wrote;
+//! * **delegate (poll)** — `POST …/delegate` to a poll-mode target: a
+//!   managed delegation the dispatcher hands to the target's inbox.
+//!
+//! The baseline is what PostgreSQL does for one event-shaped row with
+//! nothing else around it: an autocommit INSERT into a table with an
+//! identity key and an `xid8` column (the two the event store has),
+//! prepared, from the same number of connections. It runs right before
+//! and right after each ledger measurement; the ratio is against their
+//! mean, so drift in the machine (autovacuum, checkpoints, a neighbour)
+//! shows as a gap between the two rather than as a wrong ratio.
 //!
 //! Run: `cargo bench --bench http` (uses DATABASE_URL if set, otherwise a
-//! private durable PostgreSQL in a temp dir). `BENCH_SECS` sets the
-//! duration of each measurement (default 5).
+//! private durable PostgreSQL in a temp dir). `BENCH_SECS` sets each
+//! measurement's duration (default 5); `BENCH_SCENARIOS` picks scenarios
+//! (comma-separated: record, record+complete, delegate; default all).
 
 mod support;
 
@@ -18,11 +32,31 @@ use std::time::{Duration, Instant};
 
 use ledger::app::Application;
 use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use support::ms;
+use support::{ms, percentile};
 use uuid::Uuid;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    Record,
+    RecordComplete,
+    Delegate,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 3] = [Self::Record, Self::RecordComplete, Self::Delegate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Record => "record",
+            Self::RecordComplete => "record+complete",
+            Self::Delegate => "delegate",
+        }
+    }
+}
 
 struct Measurement {
     operations: usize,
@@ -35,10 +69,8 @@ impl Measurement {
         self.operations as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn percentile(&mut self, p: f64) -> Duration {
-        self.latencies.sort_unstable();
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies.get(index).copied().unwrap_or_default()
+    fn p(&mut self, quantile: f64) -> String {
+        ms(percentile(&mut self.latencies, quantile))
     }
 }
 
@@ -49,102 +81,162 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
+    let scenarios: Vec<Scenario> = match std::env::var("BENCH_SCENARIOS") {
+        Ok(list) if !list.is_empty() => Scenario::ALL
+            .into_iter()
+            .filter(|s| list.split(',').any(|name| name.trim() == s.name()))
+            .collect(),
+        _ => Scenario::ALL.to_vec(),
+    };
     let database = support::BenchDatabase::open("ledger_bench").await?;
-    let database_url = database.url.clone();
-    let config = support::service_config(&database_url, 80);
-    let app = Application::build(config).await?;
-    let pool = app.pool().clone();
+    let app = Application::build(support::service_config(&database.url, 80)).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
-
+    let raw_pool = PgPoolOptions::new()
+        .max_connections(64)
+        .connect(&database.url)
+        .await?;
     sqlx::query(
         "create table if not exists bench_raw (id bigint generated always as identity primary key, \
-         aggregate_type text not null, aggregate_id text not null, sequence bigint not null, \
-         event_type text not null, payload json not null, metadata json not null)",
+         tx_id xid8 not null default pg_current_xact_id(), aggregate_type text not null, \
+         aggregate_id text not null, sequence bigint not null, event_type text not null, \
+         payload json not null, metadata json not null)",
     )
-    .execute(&pool)
+    .execute(&raw_pool)
     .await?;
-
-    println!("Delegation Ledger HTTP benchmark ({seconds}s per measurement)");
-    println!(
-        "{:>7} | {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9} | {:>6}",
-        "clients", "commands/s", "p50 ms", "p99 ms", "raw ins/s", "p50 ms", "p99 ms", "ratio"
-    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()?;
-    for clients in CONCURRENCY {
-        let mut raw = raw_inserts(&pool, clients, duration).await?;
-        let mut commands = http_commands(&client, &base, clients, duration).await?;
-        println!(
-            "{:>7} | {:>12.0} {:>9} {:>9} | {:>12.0} {:>9} {:>9} | {:>6.2}",
-            clients,
-            commands.per_second(),
-            ms(commands.percentile(0.50)),
-            ms(commands.percentile(0.99)),
-            raw.per_second(),
-            ms(raw.percentile(0.50)),
-            ms(raw.percentile(0.99)),
-            commands.per_second() / raw.per_second(),
-        );
+
+    println!("Delegation Ledger HTTP benchmark ({seconds}s per measurement)");
+    println!(
+        "{:<16} {:>7} | {:>10} {:>8} {:>8} | {:>15} {:>8} | {:>6}",
+        "scenario",
+        "clients",
+        "commands/s",
+        "p50 ms",
+        "p99 ms",
+        "raw INSERT/s",
+        "p99 ms",
+        "ratio"
+    );
+    for scenario in scenarios {
+        for clients in CONCURRENCY {
+            let mut before = raw_inserts(&raw_pool, clients, duration).await?;
+            let mut ledger = commands(&client, &base, scenario, clients, duration).await?;
+            let after = raw_inserts(&raw_pool, clients, duration).await?;
+            let raw_rate = (before.per_second() + after.per_second()) / 2.0;
+            println!(
+                "{:<16} {:>7} | {:>10.0} {:>8} {:>8} | {:>6.0} … {:>6.0} {:>8} | {:>6.2}",
+                scenario.name(),
+                clients,
+                ledger.per_second(),
+                ledger.p(0.50),
+                ledger.p(0.99),
+                before.per_second(),
+                after.per_second(),
+                before.p(0.99),
+                ledger.per_second() / raw_rate,
+            );
+        }
     }
+    raw_pool.close().await;
     database.stop().await?;
     Ok(())
 }
 
-/// Record + complete delegations over HTTP from `clients` concurrent clients.
-async fn http_commands(
+/// A registered workspace and its token.
+struct Workspace {
+    id: Uuid,
+    token: String,
+}
+
+async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<Workspace> {
+    let id = Uuid::new_v4();
+    let body: serde_json::Value = client
+        .post(format!("{base}/registry/register"))
+        .json(&json!({ "id": id, "delivery_mode": "poll" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = body["auth_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no token: {body}"))?
+        .to_string();
+    Ok(Workspace { id, token })
+}
+
+/// `scenario` from `clients` concurrent clients, each its own workspace,
+/// all delegating to one poll-mode target.
+async fn commands(
     client: &reqwest::Client,
     base: &str,
+    scenario: Scenario,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Measurement> {
-    let mut workspaces = Vec::new();
-    for _ in 0..clients + 1 {
-        let id = Uuid::new_v4();
-        let body: serde_json::Value = client
-            .post(format!("{base}/registry/register"))
-            .json(&json!({ "id": id, "delivery_mode": "poll" }))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = body["auth_token"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("no token: {body}"))?
-            .to_string();
-        workspaces.push((id, token));
+    let target = register(client, base).await?.id;
+    let mut sources = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        sources.push(register(client, base).await?);
     }
-    let target = workspaces[clients].0;
     let base = Arc::new(base.to_string());
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
-    for (source, token) in workspaces.into_iter().take(clients) {
+    for source in sources {
         let client = client.clone();
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let post = |path: String, body: serde_json::Value| {
+                client
+                    .post(format!("{base}/workspaces/{}/{path}", source.id))
+                    .bearer_auth(&source.token)
+                    .json(&body)
+                    .send()
+            };
             while Instant::now() < deadline {
                 let delegation_id = Uuid::new_v4();
                 let t = Instant::now();
-                let response = client
-                    .post(format!("{base}/workspaces/{source}/delegations/record"))
-                    .bearer_auth(&token)
-                    .json(&json!({ "target_id": target, "task": "benchmark task: summarise the quarterly report", "delegation_id": delegation_id }))
-                    .send()
-                    .await?;
-                anyhow::ensure!(response.status().as_u16() == 202, "record: {}", response.status());
+                let response = match scenario {
+                    Scenario::Delegate => {
+                        post(
+                            "delegate".into(),
+                            json!({ "target_id": target, "task": "benchmark task: summarise the quarterly report" }),
+                        )
+                        .await?
+                    }
+                    Scenario::Record | Scenario::RecordComplete => {
+                        post(
+                            "delegations/record".into(),
+                            json!({ "target_id": target, "task": "benchmark task: summarise the quarterly report", "delegation_id": delegation_id }),
+                        )
+                        .await?
+                    }
+                };
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "{}: {}",
+                    scenario.name(),
+                    response.status()
+                );
                 latencies.push(t.elapsed());
-                let t = Instant::now();
-                let response = client
-                    .post(format!("{base}/workspaces/{source}/delegations/{delegation_id}/update"))
-                    .bearer_auth(&token)
-                    .json(&json!({ "status": "completed", "response_preview": "the report says revenue grew" }))
-                    .send()
+                if scenario == Scenario::RecordComplete {
+                    let t = Instant::now();
+                    let response = post(
+                        format!("delegations/{delegation_id}/update"),
+                        json!({ "status": "completed", "response_preview": "the report says revenue grew" }),
+                    )
                     .await?;
-                anyhow::ensure!(response.status().as_u16() == 200, "update: {}", response.status());
-                latencies.push(t.elapsed());
+                    anyhow::ensure!(
+                        response.status().is_success(),
+                        "update: {}",
+                        response.status()
+                    );
+                    latencies.push(t.elapsed());
+                }
             }
             Ok::<_, anyhow::Error>(latencies)
         }));
@@ -153,15 +245,14 @@ async fn http_commands(
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
     Ok(Measurement {
         operations: latencies.len(),
-        elapsed,
+        elapsed: started.elapsed(),
         latencies,
     })
 }
 
-/// Single-row INSERTs of an event-sized row, autocommit, from `clients`
+/// Single-row autocommit INSERTs of an event-shaped row from `clients`
 /// concurrent connections.
 async fn raw_inserts(
     pool: &PgPool,
@@ -204,10 +295,9 @@ async fn raw_inserts(
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
     Ok(Measurement {
         operations: latencies.len(),
-        elapsed,
+        elapsed: started.elapsed(),
         latencies,
     })
 }

@@ -431,15 +431,25 @@ async fn aggregate_event_type_and_time_filters_select_exactly_their_entries() {
         select(&|e| e["event_type"] == json!("DelegationSent"))
     );
 
-    let time = |e: &Value| {
-        chrono::DateTime::parse_from_rfc3339(e["recorded_at"].as_str().unwrap()).unwrap()
+    let at = |e: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(e[field].as_str().unwrap()).unwrap()
     };
+    let time = |e: &Value| at(e, "logged_at");
+    for pair in everything.windows(2) {
+        assert!(
+            time(&pair[1]) >= time(&pair[0]),
+            "the log time never decreases along the log: {pair:?}"
+        );
+    }
+    for e in &everything {
+        assert!(time(e) >= at(e, "recorded_at"), "{e}");
+    }
     let from = time(&everything[2]);
     let to = time(&everything[4]);
     let window = format!(
         "from_time={}&to_time={}",
-        everything[2]["recorded_at"].as_str().unwrap(),
-        everything[4]["recorded_at"].as_str().unwrap()
+        everything[2]["logged_at"].as_str().unwrap(),
+        everything[4]["logged_at"].as_str().unwrap()
     );
     let expected = select(&|e| time(e) >= from && time(e) < to);
     assert!(!expected.is_empty());
@@ -959,7 +969,7 @@ async fn a_consistently_rewritten_chain_verifies_but_no_longer_ends_in_the_expor
 // migration 0004
 
 #[tokio::test]
-async fn migration_0004_fills_the_workspace_columns_of_entries_positioned_before_it() {
+async fn migrations_fill_the_workspace_columns_and_log_times_of_entries_positioned_before_them() {
     let url = common::fresh_database_url().await;
     let pool = ledger::db::connect(&url, 2).await.expect("connect");
     let earlier = tempfile::tempdir().expect("tempdir");
@@ -1020,7 +1030,27 @@ async fn migration_0004_fills_the_workspace_columns_of_entries_positioned_before
         .expect("old entry");
     }
 
-    ledger::db::migrate(&pool).await.expect("migrate to 0004");
+    // An entry whose transaction began before the one positioned ahead of
+    // it: its recorded_at is earlier than its predecessor's.
+    sqlx::query(
+        "update ledger_log set recorded_at = recorded_at - interval '1 hour' where position = 2",
+    )
+    .execute(&pool)
+    .await
+    .expect("an out-of-order recorded_at");
+
+    ledger::db::migrate(&pool).await.expect("migrate to the latest");
+    let times: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("select recorded_at, logged_at from ledger_log order by position")
+            .fetch_all(&pool)
+            .await
+            .expect("log times");
+    assert_eq!(times[0].1, times[0].0);
+    assert_eq!(times[1].1, times[0].1, "0008 never lets the log time go back");
+    assert!(times[1].0 < times[1].1);
+    for pair in times.windows(2) {
+        assert!(pair[1].1 >= pair[0].1, "{times:?}");
+    }
     let filled: Vec<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
         "select source_workspace, target_workspace from ledger_log order by position",
     )

@@ -107,7 +107,12 @@ struct AuditEvent {
     payload: Option<Box<RawValue>>,
     #[schema(value_type = Option<Value>)]
     metadata: Option<Box<RawValue>>,
+    /// When the event row was written.
     recorded_at: DateTime<Utc>,
+    /// The log time: `recorded_at` made monotonic along the log (never
+    /// earlier than the entry before). `from_time`, `to_time` and a time
+    /// `as_of` compare against this.
+    logged_at: DateTime<Utc>,
     hash: String,
     prev_hash: String,
 }
@@ -115,7 +120,7 @@ struct AuditEvent {
 /// The columns [`audit_event`] reads; `l` is `ledger_log`, `e` is `events`.
 const COLUMNS: &str = "l.position, l.event_id, l.aggregate_type, l.aggregate_id, l.sequence, \
      l.event_type, e.event_version, e.payload::text as payload, e.metadata::text as metadata, \
-     l.recorded_at, l.hash, l.prev_hash";
+     l.recorded_at, l.logged_at, l.hash, l.prev_hash";
 
 fn raw_json(text: Option<String>) -> Result<Option<Box<RawValue>>, sqlx::Error> {
     text.map(|text| RawValue::from_string(text).map_err(|e| sqlx::Error::Decode(Box::new(e))))
@@ -134,6 +139,7 @@ fn audit_event(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
         payload: raw_json(row.try_get("payload")?)?,
         metadata: raw_json(row.try_get("metadata")?)?,
         recorded_at: row.try_get("recorded_at")?,
+        logged_at: row.try_get("logged_at")?,
         hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
         prev_hash: hex::encode(row.try_get::<Vec<u8>, _>("prev_hash")?),
     })
@@ -161,16 +167,18 @@ struct EventsQuery {
     workspace_id: Option<String>,
     #[param(min_length = 1)]
     event_type: Option<String>,
-    /// Recorded at or after this RFC 3339 time.
+    /// Entries whose log time (`logged_at`) is at or after this RFC 3339
+    /// time.
     #[param(format = DateTime)]
     from_time: Option<String>,
-    /// Recorded before this RFC 3339 time.
+    /// Entries whose log time (`logged_at`) is before this RFC 3339 time.
     #[param(format = DateTime)]
     to_time: Option<String>,
 }
 
 /// Which entries `/audit/events` selects. Every filter is a column of
-/// `ledger_log`, so each has an index (see migrations/0004_audit.sql).
+/// `ledger_log`, so each has an index (see migrations/0004_audit.sql and
+/// 0008_log_time.sql).
 #[derive(Debug, Clone, Default)]
 struct Selection {
     /// Exclusive lower bound on position.
@@ -304,11 +312,19 @@ impl Selection {
             sql.push(" and l.event_type = ")
                 .push_bind(event_type.clone());
         }
+        // The log time never decreases along the log, so a time bound is
+        // the position of the first entry at or after it: one probe of the
+        // (logged_at, position) index, and the rest of the query walks
+        // positions as if no time had been given.
         if let Some(from) = self.from_time {
-            sql.push(" and l.recorded_at >= ").push_bind(from);
+            sql.push(" and l.position >= coalesce((select t.position from ledger_log t where t.logged_at >= ")
+                .push_bind(from)
+                .push(" order by t.logged_at, t.position limit 1), 9223372036854775807)");
         }
         if let Some(to) = self.to_time {
-            sql.push(" and l.recorded_at < ").push_bind(to);
+            sql.push(" and l.position < coalesce((select t.position from ledger_log t where t.logged_at >= ")
+                .push_bind(to)
+                .push(" order by t.logged_at, t.position limit 1), 9223372036854775807)");
         }
     }
 
@@ -560,7 +576,7 @@ async fn stream(
             sql.push(" and l.position <= ").push_bind(position);
         }
         AsOf::Time(time) => {
-            sql.push(" and l.recorded_at <= ").push_bind(time);
+            sql.push(" and l.logged_at <= ").push_bind(time);
         }
     }
     // Sequence order is log order within one aggregate, and it is the

@@ -461,6 +461,18 @@ struct UpdateRequest {
 const REPORTABLE: &str =
     "dispatched, received, in_progress, queued, input_required, completed, failed, canceled";
 
+/// A delegation the caller is no party to is, to the caller, one that does
+/// not exist: the aggregate's `NotFound` becomes this route's own 404.
+fn not_found_as(
+    error: CommandError<DelegationError>,
+    not_found: impl FnOnce() -> ApiError,
+) -> ApiError {
+    match error {
+        CommandError::Rejected(DelegationError::NotFound) => not_found(),
+        other => other.into(),
+    }
+}
+
 fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
     let reason = |text: Option<String>| {
         text.filter(|e| !e.trim().is_empty())
@@ -522,13 +534,10 @@ async fn update(
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
     let update = parse_update(body)?;
-    let current: Delegation = state.bus.load(&delegation_id.to_string()).await?;
-    let involved = current.status().is_some()
-        && (current.source_id() == workspace || current.target_id() == workspace);
-    if !involved {
-        return Err(not_found());
-    }
-    let command = DelegationCommand::UpdateStatus {
+    // The aggregate checks that the workspace is a party, in the same load
+    // that decides the update.
+    let command = DelegationCommand::ReportStatus {
+        party: workspace,
         update,
         actor: caller.actor(),
         at: now(),
@@ -536,7 +545,8 @@ async fn update(
     let executed = state
         .bus
         .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
-        .await?;
+        .await
+        .map_err(|e| not_found_as(e, not_found))?;
     let status = executed.state.status().map(DelegationStatus::as_str);
     Ok(Json(
         json!({ "status": status, "delegation_id": delegation_id }),
@@ -573,16 +583,13 @@ async fn cancel(
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
-    let current: Delegation = state.bus.load(&delegation_id.to_string()).await?;
-    // Only its caller withdraws a delegation.
-    if current.status().is_none() || current.source_id() != workspace {
-        return Err(not_found());
-    }
     let reason = body
         .and_then(|ApiJson(body)| body.reason)
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "canceled by the caller".to_string());
+    // Only its caller withdraws a delegation (the aggregate checks).
     let command = DelegationCommand::Cancel {
+        source: workspace,
         reason,
         actor: caller.actor(),
         at: now(),
@@ -590,7 +597,8 @@ async fn cancel(
     let executed = state
         .bus
         .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
-        .await?;
+        .await
+        .map_err(|e| not_found_as(e, not_found))?;
     let status = executed.state.status().map(DelegationStatus::as_str);
     Ok(Json(
         json!({ "status": status, "delegation_id": delegation_id }),

@@ -62,6 +62,8 @@ struct Tail {
     position: i64,
     hash: Vec<u8>,
     watermark: Watermark,
+    /// The last entry's log time: the next entry's is never earlier.
+    logged_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Run for the life of the process: campaign for leadership, lead while
@@ -127,7 +129,8 @@ async fn lead(
 
 async fn load_tail(conn: &mut PgConnection) -> Result<Tail, sqlx::Error> {
     let row = sqlx::query(
-        "select position, hash, tx_id::text as tx_id, event_id from ledger_log order by position desc limit 1",
+        "select position, hash, tx_id::text as tx_id, event_id, logged_at from ledger_log \
+         order by position desc limit 1",
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -136,6 +139,7 @@ async fn load_tail(conn: &mut PgConnection) -> Result<Tail, sqlx::Error> {
             position: 0,
             hash: GENESIS.to_vec(),
             watermark: Watermark::default(),
+            logged_at: None,
         },
         Some(row) => {
             let tx_id: String = row.try_get("tx_id")?;
@@ -146,9 +150,28 @@ async fn load_tail(conn: &mut PgConnection) -> Result<Tail, sqlx::Error> {
                     tx_id: parse_xid(&tx_id)?,
                     event_id: row.try_get("event_id")?,
                 },
+                logged_at: Some(row.try_get("logged_at")?),
             }
         }
     })
+}
+
+/// The log time of each entry in log order: its event's `recorded_at`, or
+/// the entry before's log time if that is later (a transaction that ran
+/// long commits an earlier `recorded_at` after a later one). Never
+/// decreasing, so audit time bounds are position bounds.
+fn log_times(
+    previous: Option<chrono::DateTime<chrono::Utc>>,
+    recorded: impl Iterator<Item = chrono::DateTime<chrono::Utc>>,
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let mut last = previous;
+    recorded
+        .map(|recorded_at| {
+            let time = last.map_or(recorded_at, |t| t.max(recorded_at));
+            last = Some(time);
+            time
+        })
+        .collect()
 }
 
 fn parse_xid(text: &str) -> Result<u64, sqlx::Error> {
@@ -242,6 +265,7 @@ async fn sequence_batch(
     let mut positions = Vec::with_capacity(ready.len());
     let mut prev_hashes = Vec::with_capacity(ready.len());
     let mut hashes = Vec::with_capacity(ready.len());
+    let logged_at = log_times(tail.logged_at, ready.iter().map(|c| c.recorded_at));
     let mut prev_hash = tail.hash.clone();
     let mut position = tail.position;
     for candidate in &ready {
@@ -280,9 +304,10 @@ async fn sequence_batch(
         .await?;
     sqlx::query(
         "insert into ledger_log (position, event_id, tx_id, aggregate_type, aggregate_id, sequence, \
-         event_type, recorded_at, prev_hash, hash, source_workspace, target_workspace) \
+         event_type, recorded_at, prev_hash, hash, source_workspace, target_workspace, logged_at) \
          select * from unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::text[], $5::text[], \
-         $6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[], $10::bytea[], $11::uuid[], $12::uuid[])",
+         $6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[], $10::bytea[], $11::uuid[], $12::uuid[], \
+         $13::timestamptz[])",
     )
     .bind(&positions)
     .bind(ready.iter().map(|c| c.event_id).collect::<Vec<_>>())
@@ -296,6 +321,7 @@ async fn sequence_batch(
     .bind(&hashes)
     .bind(ready.iter().map(|c| c.source_workspace).collect::<Vec<_>>())
     .bind(ready.iter().map(|c| c.target_workspace).collect::<Vec<_>>())
+    .bind(&logged_at)
     .execute(&mut *tx)
     .await?;
     sqlx::query("select pg_notify($1, $2)")
@@ -309,8 +335,35 @@ async fn sequence_batch(
     tail.position = position;
     tail.hash = prev_hash;
     tail.watermark = last;
+    tail.logged_at = logged_at.last().copied().or(tail.logged_at);
     Ok(Round {
         appended: ready.len(),
         waiting_behind_horizon,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_times;
+    use chrono::{DateTime, Duration, Utc};
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + Duration::seconds(seconds)
+    }
+
+    #[test]
+    fn an_earlier_recorded_time_committed_later_takes_the_time_before_it() {
+        assert_eq!(
+            log_times(Some(t(10)), [t(12), t(11), t(15), t(9)].into_iter()),
+            vec![t(12), t(12), t(15), t(15)]
+        );
+    }
+
+    #[test]
+    fn the_first_entry_of_the_log_keeps_its_recorded_time() {
+        assert_eq!(
+            log_times(None, [t(5), t(3)].into_iter()),
+            vec![t(5), t(5)]
+        );
+    }
 }

@@ -321,7 +321,15 @@ impl Delegation {
                     at,
                 }])
             }
-            DelegationCommand::Cancel { reason, actor, at } => {
+            DelegationCommand::Cancel {
+                source,
+                reason,
+                actor,
+                at,
+            } => {
+                if self.status.is_none() || self.source_id != source {
+                    return Err(DelegationError::NotFound);
+                }
                 self.update_status(StatusUpdate::Canceled { reason }, actor, at)
             }
             DelegationCommand::ExpireDeadline { actor, at } => {
@@ -368,6 +376,17 @@ impl Delegation {
                     }
                 }
                 Ok(events)
+            }
+            DelegationCommand::ReportStatus {
+                party,
+                update,
+                actor,
+                at,
+            } => {
+                if self.status.is_none() || (self.source_id != party && self.target_id != party) {
+                    return Err(DelegationError::NotFound);
+                }
+                self.update_status(update, actor, at)
             }
             DelegationCommand::UpdateStatus { update, actor, at } => {
                 self.update_status(update, actor, at)

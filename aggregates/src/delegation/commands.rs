@@ -32,8 +32,11 @@ pub enum DelegationCommand {
         actor: Actor,
         at: DateTime<Utc>,
     },
-    /// The caller withdraws the delegation.
+    /// The caller withdraws the delegation. `source` is the workspace the
+    /// request speaks for: a delegation it did not send is, to it, one
+    /// that does not exist.
     Cancel {
+        source: Uuid,
         reason: String,
         actor: Actor,
         at: DateTime<Utc>,
@@ -50,6 +53,15 @@ pub enum DelegationCommand {
     /// so a crash can never leave an acknowledged send unrecorded half-way).
     UpdateStatuses {
         updates: Vec<StatusUpdate>,
+        actor: Actor,
+        at: DateTime<Utc>,
+    },
+    /// One of the delegation's parties (its source or its target) reports
+    /// progress. To any other workspace the delegation does not exist, so
+    /// a request is checked and decided in one load of the aggregate.
+    ReportStatus {
+        party: Uuid,
+        update: StatusUpdate,
         actor: Actor,
         at: DateTime<Utc>,
     },

@@ -1037,6 +1037,7 @@ fn the_caller_cancels_a_live_delegation() {
     DelegationTest::with(())
         .given(history_to(DelegationStatus::Dispatched))
         .when(DelegationCommand::Cancel {
+            source: SOURCE,
             reason: "no longer needed".to_string(),
             actor: dispatcher(),
             at: at(2),
@@ -1053,6 +1054,7 @@ fn cancelling_a_finished_delegation_is_a_conflict() {
     DelegationTest::with(())
         .given(history_to(DelegationStatus::Completed))
         .when(DelegationCommand::Cancel {
+            source: SOURCE,
             reason: "too late".to_string(),
             actor: source_actor(),
             at: at(9),
@@ -1060,6 +1062,70 @@ fn cancelling_a_finished_delegation_is_a_conflict() {
         .then_expect_error(DelegationError::TerminalConflict {
             current: DelegationStatus::Completed,
         });
+}
+
+#[test]
+fn only_the_source_can_cancel_to_anyone_else_the_delegation_does_not_exist() {
+    for workspace in [TARGET, Uuid::from_u128(0x99)] {
+        DelegationTest::with(())
+            .given(history_to(DelegationStatus::Dispatched))
+            .when(DelegationCommand::Cancel {
+                source: workspace,
+                reason: "not mine to cancel".to_string(),
+                actor: Actor::Workspace(workspace),
+                at: at(2),
+            })
+            .then_expect_error(DelegationError::NotFound);
+    }
+}
+
+#[test]
+fn either_party_reports_progress_and_a_stranger_is_told_it_does_not_exist() {
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Dispatched))
+        .when(DelegationCommand::ReportStatus {
+            party: TARGET,
+            update: StatusUpdate::Received,
+            actor: target_actor(),
+            at: at(42),
+        })
+        .then_expect_events(vec![DelegationEvent::DelegationReceived {
+            delegation_id: DELEGATION,
+            source_id: SOURCE,
+            target_id: TARGET,
+            actor: target_actor(),
+            at: at(42),
+        }]);
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Dispatched))
+        .when(DelegationCommand::ReportStatus {
+            party: SOURCE,
+            update: StatusUpdate::Completed {
+                result: "done".to_string(),
+            },
+            actor: dispatcher(),
+            at: at(1),
+        })
+        .then_expect_events(vec![completed("done", 1)]);
+    let stranger = Uuid::from_u128(0x99);
+    DelegationTest::with(())
+        .given(history_to(DelegationStatus::Dispatched))
+        .when(DelegationCommand::ReportStatus {
+            party: stranger,
+            update: StatusUpdate::Received,
+            actor: Actor::Workspace(stranger),
+            at: at(42),
+        })
+        .then_expect_error(DelegationError::NotFound);
+    DelegationTest::with(())
+        .given(Vec::new())
+        .when(DelegationCommand::ReportStatus {
+            party: SOURCE,
+            update: StatusUpdate::Received,
+            actor: source_actor(),
+            at: at(42),
+        })
+        .then_expect_error(DelegationError::NotFound);
 }
 
 fn with_deadline(seconds: i64) -> DelegationEvent {

@@ -19,7 +19,7 @@
 //! * [`rebuild`] — rebuilds a view beside the live one and swaps it in.
 //! * [`dispatch`] — the process manager that delivers managed delegations
 //!   over A2A, queues them behind busy targets and drains on heartbeats.
-//! * [`http`] — the REST API of API.md.
+//! * [`http`] — the REST API (docs/api.md).
 //! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
 //! * [`leader`] — advisory-lock election of the single-leader roles.
 //! * [`secrets`] — secrets of the installation, kept in the database.

@@ -6,6 +6,8 @@
 //!
 //! * [`a2a`] — the A2A client the dispatcher uses: v0.3 and v1.0 wire
 //!   formats, agent cards, and busy / transient / permanent classification.
+//! * [`cli`] — the client subcommands of the `ledger` binary (register,
+//!   delegate, status, inbox, tail) and progress for long operator work.
 //! * [`app`] — builds the whole service (database, background tasks, HTTP)
 //!   and runs it until shutdown; tests and benchmarks start it on port 0.
 //! * [`config`] — settings from flags and environment.
@@ -31,6 +33,7 @@
 
 pub mod a2a;
 pub mod app;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;

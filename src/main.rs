@@ -313,11 +313,10 @@ async fn audit(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Result<boo
     match command {
         AuditCommand::Verify { from, to } => {
             let mut progress = Progress::new("verified", "entries");
-            let verification =
-                ledger::log::verify::verify_reporting(pool, from, to, &mut |walk| {
-                    progress.update(walk.checked.max(0) as u64, walk.total.max(0) as u64)
-                })
-                .await;
+            let verification = ledger::log::verify::verify_reporting(pool, from, to, &mut |walk| {
+                progress.update(walk.checked.max(0) as u64, walk.total.max(0) as u64)
+            })
+            .await;
             progress.finish();
             let verification = verification?;
             println!("{}", serde_json::to_string_pretty(&verification)?);
@@ -350,11 +349,10 @@ async fn rebuild(pool: &sqlx::PgPool, name: Option<&str>, all: bool) -> anyhow::
     projection_runner::register(pool, &chosen).await?;
     for projection in chosen {
         let mut progress = Progress::new(format!("rebuilt {}:", projection.name()), "entries");
-        let position =
-            ledger::rebuild::rebuild_reporting(pool, projection.as_ref(), &mut |step| {
-                progress.update(step.position.max(0) as u64, step.head.max(0) as u64)
-            })
-            .await;
+        let position = ledger::rebuild::rebuild_reporting(pool, projection.as_ref(), &mut |step| {
+            progress.update(step.position.max(0) as u64, step.head.max(0) as u64)
+        })
+        .await;
         progress.finish();
         let position = position.with_context(|| format!("rebuilding {}", projection.name()))?;
         println!("rebuilt {} up to position {position}", projection.name());

@@ -155,7 +155,11 @@ async fn register_delegate_inbox_and_status() {
     )
     .await
     .ok("delegate");
-    let delegation: Uuid = delegated.stdout.trim().parse().expect("delegate prints an id");
+    let delegation: Uuid = delegated
+        .stdout
+        .trim()
+        .parse()
+        .expect("delegate prints an id");
 
     // The worker's inbox, once the dispatcher delivered it.
     let inbox = ledger(&url, Some(&worker.token), &["inbox", "--wait"])
@@ -166,7 +170,10 @@ async fn register_delegate_inbox_and_status() {
         .lines()
         .find(|l| l.contains(&delegation.to_string()))
         .unwrap_or_else(|| panic!("the inbox lists the delegation: {}", inbox.stdout));
-    assert!(line.contains(task) && line.contains(&caller.id.to_string()), "{line}");
+    assert!(
+        line.contains(task) && line.contains(&caller.id.to_string()),
+        "{line}"
+    );
     let rows: Value = serde_json::from_str(
         &ledger(&url, Some(&worker.token), &["inbox", "--json"])
             .await
@@ -206,9 +213,13 @@ async fn register_delegate_inbox_and_status() {
 
     // The caller sees it completed, in words and as JSON; so does the
     // worker, and the admin naming a party.
-    let status = ledger(&url, Some(&caller.token), &["status", &delegation.to_string()])
-        .await
-        .ok("status");
+    let status = ledger(
+        &url,
+        Some(&caller.token),
+        &["status", &delegation.to_string()],
+    )
+    .await
+    .ok("status");
     let field = |name: &str| {
         status
             .stdout
@@ -221,9 +232,13 @@ async fn register_delegate_inbox_and_status() {
     assert_eq!(field("result"), "three causes");
     assert_eq!(field("to"), worker.id.to_string());
     assert_eq!(field("history"), "pending → dispatched → completed");
-    ledger(&url, Some(&worker.token), &["status", &delegation.to_string()])
-        .await
-        .ok("the worker's status");
+    ledger(
+        &url,
+        Some(&worker.token),
+        &["status", &delegation.to_string()],
+    )
+    .await
+    .ok("the worker's status");
     let as_admin = ledger(
         &url,
         Some(&admin),
@@ -253,10 +268,11 @@ async fn register_delegate_inbox_and_status() {
     let lines: Vec<&str> = tail.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", tail.stdout);
     let mut last = 0;
-    for (line, kind) in lines
-        .iter()
-        .zip(["DELEGATION_SENT", "DELEGATION_STATUS", "DELEGATION_COMPLETE"])
-    {
+    for (line, kind) in lines.iter().zip([
+        "DELEGATION_SENT",
+        "DELEGATION_STATUS",
+        "DELEGATION_COMPLETE",
+    ]) {
         let position: i64 = line
             .split_whitespace()
             .next()
@@ -264,7 +280,10 @@ async fn register_delegate_inbox_and_status() {
             .unwrap_or_else(|| panic!("a line starts with its position: {line}"));
         assert!(position > last, "{}", tail.stdout);
         last = position;
-        assert!(line.contains(kind) && line.contains(&delegation.to_string()), "{line}");
+        assert!(
+            line.contains(kind) && line.contains(&delegation.to_string()),
+            "{line}"
+        );
     }
     assert!(lines[2].contains("three causes"), "{}", lines[2]);
 
@@ -319,7 +338,13 @@ async fn an_unknown_delegation_is_not_found() {
     ledger(
         &url,
         Some(&worker.token),
-        &["delegate", "--to", &Uuid::new_v4().to_string(), "--task", "t"],
+        &[
+            "delegate",
+            "--to",
+            &Uuid::new_v4().to_string(),
+            "--task",
+            "t",
+        ],
     )
     .await
     .failed_saying("delegate to nobody", "not found");
@@ -343,7 +368,15 @@ async fn an_unreachable_server_is_named() {
         (Some("ldg_x"), vec!["inbox", "--workspace", id.as_str()]),
         (
             Some("ldg_x"),
-            vec!["delegate", "--from", id.as_str(), "--to", id.as_str(), "--task", "t"],
+            vec![
+                "delegate",
+                "--from",
+                id.as_str(),
+                "--to",
+                id.as_str(),
+                "--task",
+                "t",
+            ],
         ),
         (Some("ldg_x"), vec!["tail"]),
     ] {
@@ -467,7 +500,10 @@ async fn tail_resumes_across_server_restarts_without_gaps_or_duplicates() {
     // SAFETY: signalling a child process this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let stopped = server.wait().expect("wait for the server");
-    assert!(stopped.success(), "a SIGTERM'd server exits cleanly: {stopped}");
+    assert!(
+        stopped.success(),
+        "a SIGTERM'd server exits cleanly: {stopped}"
+    );
     let (restarted, _) = common::serve_binary_at(&database_url, &admin, port, &[]);
     server = restarted;
     let second = delegate_n(&url, &caller, worker.id, 3).await;
@@ -482,8 +518,10 @@ async fn tail_resumes_across_server_restarts_without_gaps_or_duplicates() {
     let (restarted, _) = common::serve_binary_at(&database_url, &admin, port, &[]);
     server = restarted;
     let third = delegate_n(&url, &caller, worker.id, 3).await;
-    tail.until("the delegations after a kill", |seen| delivered(seen, &third))
-        .await;
+    tail.until("the delegations after a kill", |seen| {
+        delivered(seen, &third)
+    })
+    .await;
 
     // No duplicate: positions only grow.
     let positions: Vec<i64> = tail
@@ -510,7 +548,10 @@ async fn tail_resumes_across_server_restarts_without_gaps_or_duplicates() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
         .collect();
-    assert_eq!(replayed, tail.seen, "the resumed feed equals a fresh replay");
+    assert_eq!(
+        replayed, tail.seen,
+        "the resumed feed equals a fresh replay"
+    );
 
     // Ctrl-C ends it cleanly.
     let pid = i32::try_from(tail.child.id().expect("tail runs")).expect("a pid");
@@ -563,7 +604,8 @@ async fn audit_verify_prints_progress_lines_without_a_terminal() {
         .find(|l| l.starts_with("verified "))
         .unwrap_or_else(|| panic!("a progress line on stderr: {stderr}"));
     assert!(
-        line.starts_with(&format!("verified {checked}/{checked} entries, ")) && line.ends_with("/s"),
+        line.starts_with(&format!("verified {checked}/{checked} entries, "))
+            && line.ends_with("/s"),
         "{line}"
     );
 }

@@ -95,6 +95,8 @@ async fn the_readme_quickstart_runs_verbatim() {
     let _ = server.wait();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // Shown with --nocapture: what a user sees.
+    println!("{stdout}\n--- stderr\n{stderr}");
     assert!(
         output.status.success(),
         "the quickstart failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
@@ -109,7 +111,9 @@ async fn the_readme_quickstart_runs_verbatim() {
                 .find(&marker)
                 .unwrap_or_else(|| panic!("block {i} should have run:\n{stdout}"))
                 + marker.len();
-            let end = stdout[start..].find("\n@@ block ").map_or(stdout.len(), |e| start + e);
+            let end = stdout[start..]
+                .find("\n@@ block ")
+                .map_or(stdout.len(), |e| start + e);
             &stdout[start..end]
         })
         .collect();
@@ -149,13 +153,19 @@ async fn the_readme_quickstart_runs_verbatim() {
             checked.push("status");
         }
         if block.contains("/activity") {
-            let id = delegation.as_deref().expect("delegated before the activity");
+            let id = delegation
+                .as_deref()
+                .expect("delegated before the activity");
             assert!(out.contains(id), "{context}");
             checked.push("activity");
         }
         if block.contains("ledger tail") {
             let id = delegation.as_deref().expect("delegated before the tail");
-            for kind in ["DELEGATION_SENT", "DELEGATION_STATUS", "DELEGATION_COMPLETE"] {
+            for kind in [
+                "DELEGATION_SENT",
+                "DELEGATION_STATUS",
+                "DELEGATION_COMPLETE",
+            ] {
                 assert!(
                     out.lines().any(|l| l.contains(kind) && l.contains(id)),
                     "the feed shows {kind}; {context}"
@@ -164,7 +174,10 @@ async fn the_readme_quickstart_runs_verbatim() {
             checked.push("tail");
         }
         if block.contains("/audit/verify") || block.contains("ledger audit verify") {
-            assert!(out.contains(r#""ok":true"#), "the chain verifies; {context}");
+            assert!(
+                out.contains(r#""ok":true"#),
+                "the chain verifies; {context}"
+            );
             checked.push("verify");
         }
     }

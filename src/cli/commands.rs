@@ -16,8 +16,13 @@ use super::Connection;
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
-    #[command(flatten)]
-    connection: Connection,
+    /// The ledger's base URL (here `--url` is the agent's).
+    #[arg(long, env = "LEDGER_URL", default_value = "http://127.0.0.1:8080")]
+    ledger_url: String,
+    /// To re-register: the workspace's token (or the admin's); a first
+    /// registration needs none.
+    #[arg(long, env = "LEDGER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The workspace's id (a UUID); generated when absent.
     #[arg(long)]
     id: Option<Uuid>,
@@ -33,7 +38,10 @@ pub struct RegisterArgs {
 }
 
 pub async fn register(args: RegisterArgs) -> Result<(), CliError> {
-    let api = Api::new(&args.connection)?;
+    let api = Api::new(&Connection {
+        url: args.ledger_url.clone(),
+        token: args.token.clone(),
+    })?;
     let id = args.id.unwrap_or_else(Uuid::new_v4);
     let mut body = json!({ "id": id });
     if let Some(name) = &args.name {
@@ -149,7 +157,10 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         }
     }
     if let Some(history) = delegation["history"].as_array() {
-        let steps: Vec<&str> = history.iter().filter_map(|s| s["status"].as_str()).collect();
+        let steps: Vec<&str> = history
+            .iter()
+            .filter_map(|s| s["status"].as_str())
+            .collect();
         writeln!(out, "  history  {}", steps.join(" → "))?;
     }
     Ok(())
@@ -220,7 +231,9 @@ pub async fn inbox(args: InboxArgs) -> Result<(), CliError> {
         writeln!(
             out,
             "{}  from {}  {}",
-            task["request_body"]["delegation_id"].as_str().unwrap_or("?"),
+            task["request_body"]["delegation_id"]
+                .as_str()
+                .unwrap_or("?"),
             task["source_id"].as_str().unwrap_or("?"),
             one_line(task["request_body"]["task"].as_str().unwrap_or("")),
         )?;

@@ -88,7 +88,12 @@ impl Api {
     }
 
     /// Send a request; a 2xx answer's JSON body, or the error it means.
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, CliError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CliError> {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

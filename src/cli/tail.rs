@@ -45,6 +45,9 @@ pub struct TailArgs {
     json: bool,
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -132,14 +135,7 @@ impl Follower {
         }
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        CliError,
-    > {
+    async fn connect(&self) -> Result<Socket, CliError> {
         let mut url = self.api.base().to_string();
         if let Some(rest) = url.strip_prefix("http") {
             // http → ws, https → wss
@@ -182,12 +178,7 @@ impl Follower {
     }
 
     /// Print what one connection delivers until it ends.
-    async fn follow(
-        &mut self,
-        mut socket: tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    ) -> Result<Ended, CliError> {
+    async fn follow(&mut self, mut socket: Socket) -> Result<Ended, CliError> {
         while let Some(frame) = socket.next().await {
             let frame = match frame {
                 Ok(frame) => frame,
@@ -227,9 +218,9 @@ impl Follower {
     /// Print one message unless it was printed before; true once the limit
     /// is reached.
     fn print(&mut self, message: &Value) -> Result<bool, CliError> {
-        let position = message["position"]
-            .as_i64()
-            .ok_or_else(|| CliError::Protocol(format!("a feed message without position: {message}")))?;
+        let position = message["position"].as_i64().ok_or_else(|| {
+            CliError::Protocol(format!("a feed message without position: {message}"))
+        })?;
         if self.last.is_some_and(|last| position <= last) {
             return Ok(false);
         }
@@ -272,7 +263,9 @@ fn human(message: &Value, position: i64) -> String {
             field("task_preview").unwrap_or_default()
         ),
         "DELEGATION_STATUS" => format!("status {}", field("status").unwrap_or_default()),
-        "DELEGATION_COMPLETE" => format!("result {}", field("response_preview").unwrap_or_default()),
+        "DELEGATION_COMPLETE" => {
+            format!("result {}", field("response_preview").unwrap_or_default())
+        }
         "DELEGATION_FAILED" => format!("error {}", field("error").unwrap_or_default()),
         "DELEGATION_CANCELED" => format!("reason {}", field("reason").unwrap_or_default()),
         "DELEGATION_INPUT_REQUIRED" => {

@@ -60,6 +60,8 @@ pub async fn run(command: ClientCommand) -> i32 {
     let _ = std::io::stdout().flush();
     match result {
         Ok(()) => 0,
+        // The reader went away (`ledger tail | head`): nothing to say.
+        Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(error) => {
             eprintln!("error: {error}");
             1

@@ -126,6 +126,9 @@ impl Follower {
                     }
                 }
                 Err(error) if !connected_once => return Err(error),
+                // The token was revoked or rotated, or the workspace is
+                // not visible any more: retrying cannot help.
+                Err(error @ (CliError::TokenRefused | CliError::NotFound(_))) => return Err(error),
                 Err(error) => error.to_string(),
             };
             let from = self.last.map_or("now".to_string(), |p| p.to_string());
@@ -291,4 +294,48 @@ fn human(message: &Value, position: i64) -> String {
         text("type"),
         message["delegation_id"].as_str().unwrap_or("-"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_line_leads_with_the_position_and_says_what_happened() {
+        let message = json!({
+            "position": 42,
+            "type": "DELEGATION_COMPLETE",
+            "workspace_id": "3f1c0000-0000-0000-0000-000000000001",
+            "delegation_id": "3f1c0000-0000-0000-0000-0000000000d1",
+            "at": "2026-01-01T12:00:00.000000Z",
+            "payload": {"target_id": "3f1c0000-0000-0000-0000-000000000002",
+                        "response_preview": "done\nwell"},
+        });
+        let line = human(&message, 42);
+        assert!(line
+            .trim_start()
+            .starts_with("42  2026-01-01T12:00:00.000000Z"));
+        assert!(line.contains("DELEGATION_COMPLETE"));
+        assert!(line.contains("3f1c0000-0000-0000-0000-0000000000d1"));
+        // One line, whatever the agent wrote.
+        assert!(line.ends_with("result done well"), "{line}");
+
+        let queued = json!({
+            "position": 7, "type": "QUEUE_ITEM_REQUEUED", "at": "t",
+            "payload": {"queue_id": "q", "attempt": 2, "error": "busy"},
+        });
+        assert!(human(&queued, 7).ends_with("queue item q  attempt 2  error busy"));
+    }
+
+    #[test]
+    fn the_closes_that_resume_say_why() {
+        let slow = closed(CloseCode::from(4008), "too slow; reconnect with from=9");
+        assert!(
+            slow.contains("fell behind") && slow.contains("4008"),
+            "{slow}"
+        );
+        let away = closed(CloseCode::Away, "server shutting down");
+        assert!(away.contains("going away (1001"), "{away}");
+    }
 }

@@ -160,6 +160,7 @@ impl Application {
             trigger,
             closing,
             mut tasks,
+            hub,
             ..
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "serving");
@@ -190,6 +191,17 @@ impl Application {
                 Ok(())
             }
         };
+        // The subscribers' close frames (1001, with where to resume) are
+        // sent by their own tasks, which the end of `main` would cut off on
+        // an idle server: wait for them to go, for at most 5 s.
+        let mut subscribers = hub.watch_subscribers();
+        let _ = tokio::time::timeout(
+            hub.config()
+                .send_timeout
+                .min(std::time::Duration::from_secs(5)),
+            subscribers.wait_for(|connected| *connected == 0),
+        )
+        .await;
         trigger.trigger();
         while tasks.join_next().await.is_some() {}
         database.pool.close().await;

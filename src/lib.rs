@@ -6,6 +6,8 @@
 //!
 //! * [`a2a`] — the A2A client the dispatcher uses: v0.3 and v1.0 wire
 //!   formats, agent cards, and busy / transient / permanent classification.
+//! * [`cli`] — the client subcommands of the `ledger` binary (register,
+//!   delegate, status, inbox, tail) and progress for long operator work.
 //! * [`app`] — builds the whole service (database, background tasks, HTTP)
 //!   and runs it until shutdown; tests and benchmarks start it on port 0.
 //! * [`config`] — settings from flags and environment.
@@ -19,7 +21,7 @@
 //! * [`rebuild`] — rebuilds a view beside the live one and swaps it in.
 //! * [`dispatch`] — the process manager that delivers managed delegations
 //!   over A2A, queues them behind busy targets and drains on heartbeats.
-//! * [`http`] — the REST API of API.md.
+//! * [`http`] — the REST API (docs/api.md).
 //! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
 //! * [`leader`] — advisory-lock election of the single-leader roles.
 //! * [`secrets`] — secrets of the installation, kept in the database.
@@ -31,6 +33,7 @@
 
 pub mod a2a;
 pub mod app;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;

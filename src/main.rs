@@ -1,4 +1,5 @@
-//! `ledger`: run the service, migrate, rebuild projections, audit the log.
+//! `ledger`: run the service, migrate, rebuild projections, audit the log —
+//! and, as a client of a running service, the commands of [`ledger::cli`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ledger::app::Application;
+use ledger::cli::progress::Progress;
 use ledger::config::Config;
 use ledger::db::PoolSettings;
 use ledger::http::limits::Limits;
@@ -56,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    #[command(flatten)]
+    Client(ledger::cli::ClientCommand),
 }
 
 /// `ledger serve`'s settings.
@@ -272,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
             stop(database).await?;
             result
         }
+        Command::Client(command) => std::process::exit(ledger::cli::run(command).await),
         Command::Audit { command } => {
             if let AuditCommand::Verify {
                 from: Some(from),
@@ -307,7 +312,13 @@ async fn main() -> anyhow::Result<()> {
 async fn audit(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Result<bool> {
     match command {
         AuditCommand::Verify { from, to } => {
-            let verification = ledger::log::verify::verify(pool, from, to).await?;
+            let mut progress = Progress::new("verified", "entries");
+            let verification = ledger::log::verify::verify_reporting(pool, from, to, &mut |walk| {
+                progress.update(walk.checked.max(0) as u64, walk.total.max(0) as u64)
+            })
+            .await;
+            progress.finish();
+            let verification = verification?;
             println!("{}", serde_json::to_string_pretty(&verification)?);
             Ok(verification.is_ok())
         }
@@ -337,9 +348,13 @@ async fn rebuild(pool: &sqlx::PgPool, name: Option<&str>, all: bool) -> anyhow::
     };
     projection_runner::register(pool, &chosen).await?;
     for projection in chosen {
-        let position = projection_runner::rebuild(pool, projection.as_ref())
-            .await
-            .with_context(|| format!("rebuilding {}", projection.name()))?;
+        let mut progress = Progress::new(format!("rebuilt {}:", projection.name()), "entries");
+        let position = ledger::rebuild::rebuild_reporting(pool, projection.as_ref(), &mut |step| {
+            progress.update(step.position.max(0) as u64, step.head.max(0) as u64)
+        })
+        .await;
+        progress.finish();
+        let position = position.with_context(|| format!("rebuilding {}", projection.name()))?;
         println!("rebuilt {} up to position {position}", projection.name());
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Delegations over HTTP: delegate, record, update, list, get — with the
-//! rules of API.md, and nothing written on bad input.
+//! rules of docs/api.md, and nothing written on bad input.
 
 mod common;
 

@@ -89,6 +89,21 @@ async fn invalid_registrations_are_400_and_write_nothing() {
     }
     assert_eq!(event_count(&app.pool).await, before);
 
+    // The 400 for a push registration without a url says how to do without one.
+    let response = app
+        .client
+        .post(app.url("/registry/register"))
+        .json(&json!({ "id": Uuid::new_v4() }))
+        .send()
+        .await
+        .expect("send");
+    let (status, answer) = common::read(response).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "a push workspace needs a url; register with \"delivery_mode\": \"poll\" to collect work from the inbox instead"
+    );
+
     let poll = json!({ "id": Uuid::new_v4(), "delivery_mode": "poll" });
     let response = app
         .client

@@ -894,7 +894,7 @@ async fn fetch(app: &TestApp, path: &str, kind: &str) -> String {
 /// measurement, not a test: run it with
 /// `cargo test --release --test console -- --ignored --nocapture time_to_board`.
 #[tokio::test]
-#[ignore = "a measurement: seeds 10,000 delegations"]
+#[ignore = "a measurement: creates 10,000 delegations"]
 async fn time_to_board_with_10000_delegations() {
     use futures::stream::{self, StreamExt};
 

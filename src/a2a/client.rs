@@ -12,7 +12,7 @@
 //! * **Transient** — the message did not get through, or the agent is
 //!   coming back: connection refused or reset, timeouts, HTTP 502, 504,
 //!   408, the CDN origin-down family 521–524, and 503 *without* the busy
-//!   marker (the seeds' proxy sends `"restarting": true` when the agent's
+//!   marker (an older platform's proxy sends `"restarting": true` when the agent's
 //!   container is being restarted). Retry with backoff.
 //! * **Permanent** — retrying cannot help: any other 4xx, other 5xx (the
 //!   agent failed while handling the request, which may have been

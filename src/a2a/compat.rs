@@ -1,9 +1,9 @@
 //! Payload compatibility at the edge: v0.2-style `content` → v0.3 `parts`.
 //!
 //! Why: senders built on A2A v0.2 put a message's text in `content` (a
-//! string, or a list) where v0.3 and later expect `parts`. The older
-//! platform in the seeds learned this the hard way: a receiving SDK's
-//! validator rejected such messages after the sender had already been told
+//! string, or a list) where v0.3 and later expect `parts`. An older
+//! platform learned this the hard way: a receiving SDK's validator
+//! rejected such messages after the sender had already been told
 //! "accepted", so briefs vanished silently. Converting at the edge gives
 //! every receiver the compat for free, and rejecting a message that has
 //! neither field *loudly* (a 400 for the caller that sent it) removes the

@@ -25,7 +25,7 @@
 //!   (v0.3 `configuration.blocking = false`, v1.0
 //!   `configuration.returnImmediately = true`): a task that runs for hours is
 //!   followed with `tasks/get` / `GetTask`, never with one open request.
-//! * **Busy is not transient.** The seeds' proxy answers a busy agent with
+//! * **Busy is not transient.** An older platform's proxy answers a busy agent with
 //!   HTTP 503 and `{"busy": true}` (the message may already be delivered, so
 //!   a blind retry double-delivers), with 429, or with 202 and
 //!   `{"queued": true}`. [`client::classify_http`] keeps those apart from
@@ -35,7 +35,7 @@
 //!   dispatcher can queue, retry with backoff, or fail.
 //! * **Nothing from the network can panic.** Every remote value is walked
 //!   as untrusted JSON; a surprise becomes an error with a readable reason
-//!   (the seeds' drain path died on an unchecked type assertion).
+//!   (an older platform's drain path died on an unchecked type assertion).
 //!
 //! # Sources followed
 //!
@@ -56,8 +56,10 @@
 //!   `a2a/compat/v0_3/` adapter (`blocking` is the inverse of
 //!   `return_immediately`; lower-case states; `kind` on messages, tasks and
 //!   parts).
-//! * Busy/queued/restarting handling and the v0.2 `content` shim: the
-//!   behaviour of the older platform in `shared/seeds/`.
+//! * Busy/queued/restarting handling and the v0.2 `content` shim: what
+//!   agents behind an older platform's A2A proxy do in practice (503 with
+//!   `{"busy": true}` or `{"restarting": true}`, 202 with
+//!   `{"queued": true}`, v0.2 messages with `content`).
 //!
 //! # Layout
 //!

@@ -9,7 +9,7 @@
 //! # What is refused
 //!
 //! Loopback, private (10/8, 172.16/12, 192.168/16), link-local
-//! (169.254/16, fe80::/10), shared/CGNAT (100.64/10), unique-local
+//! (169.254/16, fe80::/10), shared address space/CGNAT (100.64/10), unique-local
 //! (fc00::/7), unspecified (0.0.0.0/8, ::), multicast, broadcast and the
 //! reserved ranges (240/4, 192.0.0/24, 198.18/15, fec0::/10) — and the same
 //! addresses in IPv6 clothing: IPv4-mapped (`::ffff:a.b.c.d`),

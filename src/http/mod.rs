@@ -1,4 +1,4 @@
-//! The HTTP API (see API.md): one router per concern, merged here, sharing
+//! The HTTP API (see docs/api.md): one router per concern, merged here, sharing
 //! one cloneable [`AppState`].
 
 mod activity;

@@ -1,4 +1,4 @@
-//! The A2A queue of API.md: a workspace's parked requests and one item's
+//! The A2A queue (docs/api.md): a workspace's parked requests and one item's
 //! status, read from the `a2a_queue` view. An item is visible to its target
 //! workspace and to its caller; to anyone else it does not exist (404).
 

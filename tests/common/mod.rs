@@ -468,11 +468,22 @@ pub fn serve_binary_with(
     admin_token: &str,
     env: &[(&str, &str)],
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
+    serve_binary_at(database_url, admin_token, port, env)
+}
+
+/// [`serve_binary_with`] on a given port (e.g. to restart a server where
+/// its clients expect it).
+pub fn serve_binary_at(
+    database_url: &str,
+    admin_token: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", database_url)

@@ -10,7 +10,7 @@ use crate::queue_item::Priority;
 use crate::Actor;
 
 /// How a managed delegation waits when its target is busy: the priority
-/// and lifetime of the queue item it then becomes (API.md "A2A queue").
+/// and lifetime of the queue item it then becomes (docs/api.md, "The A2A queue").
 /// Absent from events that use the defaults, so such events serialize
 /// exactly as before the field existed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub enum DelegationStatus {
 }
 
 impl DelegationStatus {
-    /// The wire name (`"in_progress"`, …), as API.md spells it.
+    /// The wire name (`"in_progress"`, …), as the HTTP API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -16,7 +16,7 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// The numeric priority of API.md: critical 100, task 50, info 10.
+    /// The numeric priority (docs/api.md): critical 100, task 50, info 10.
     pub fn value(self) -> i16 {
         match self {
             Self::Critical => 100,

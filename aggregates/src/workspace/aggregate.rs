@@ -168,7 +168,7 @@ pub enum WorkspaceError {
     AlreadyRegistered,
     #[error("the workspace is not registered")]
     NotRegistered,
-    #[error("a push workspace needs a url")]
+    #[error("a push workspace needs a url; register with \"delivery_mode\": \"poll\" to collect work from the inbox instead")]
     UrlRequiredForPush,
     #[error("invalid url: {0}")]
     InvalidUrl(String),

@@ -44,10 +44,7 @@ const PAGE: i64 = 100;
 const WINDOW_SECS: i64 = 86_400;
 const BASE_TIME: &str = "2024-01-01T00:00:00Z";
 /// The indexes the "without the index" runs drop.
-const WORKSPACE_INDEXES: [&str; 2] = [
-    "ledger_log_source_workspace",
-    "ledger_log_target_workspace",
-];
+const WORKSPACE_INDEXES: [&str; 2] = ["ledger_log_source_workspace", "ledger_log_target_workspace"];
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -24,6 +24,12 @@
 //! private durable PostgreSQL in a temp dir). `BENCH_SECS` sets each
 //! measurement's duration (default 5); `BENCH_SCENARIOS` picks scenarios
 //! (comma-separated: record, record+complete, delegate; default all).
+//!
+//! Where the time goes: with `BENCH_PROFILE=1`, after each ledger
+//! measurement the benchmark prints the process's own CPU time per command
+//! (server and its in-process HTTP clients) and, when the database has
+//! `pg_stat_statements` loaded (`shared_preload_libraries`), the statements
+//! that took the most database time, per command.
 
 mod support;
 
@@ -37,6 +43,8 @@ use sqlx::PgPool;
 use support::{ms, percentile};
 use uuid::Uuid;
 
+/// Concurrent clients per measurement (`BENCH_CLIENTS`, comma-separated,
+/// overrides).
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 #[derive(Clone, Copy, PartialEq)]
@@ -88,6 +96,13 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         _ => Scenario::ALL.to_vec(),
     };
+    let concurrency: Vec<usize> = match std::env::var("BENCH_CLIENTS") {
+        Ok(list) if !list.is_empty() => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        _ => CONCURRENCY.to_vec(),
+    };
     let database = support::BenchDatabase::open("ledger_bench").await?;
     let app = Application::build(support::service_config(&database.url, 80)).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -111,19 +126,28 @@ async fn main() -> anyhow::Result<()> {
     println!("Delegation Ledger HTTP benchmark ({seconds}s per measurement)");
     println!(
         "{:<16} {:>7} | {:>10} {:>8} {:>8} | {:>15} {:>8} | {:>6}",
-        "scenario",
-        "clients",
-        "commands/s",
-        "p50 ms",
-        "p99 ms",
-        "raw INSERT/s",
-        "p99 ms",
-        "ratio"
+        "scenario", "clients", "commands/s", "p50 ms", "p99 ms", "raw INSERT/s", "p99 ms", "ratio"
     );
+    let profile = std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1")
+        && sqlx::query("create extension if not exists pg_stat_statements")
+            .execute(&raw_pool)
+            .await
+            .is_ok();
     for scenario in scenarios {
-        for clients in CONCURRENCY {
+        for &clients in &concurrency {
             let mut before = raw_inserts(&raw_pool, clients, duration).await?;
+            if profile {
+                sqlx::query("select pg_stat_statements_reset()")
+                    .execute(&raw_pool)
+                    .await?;
+            }
+            let cpu_before = process_cpu();
             let mut ledger = commands(&client, &base, scenario, clients, duration).await?;
+            let cpu = process_cpu().saturating_sub(cpu_before);
+            let report = match profile {
+                true => Some(profile_report(&raw_pool, ledger.operations, cpu).await?),
+                false => None,
+            };
             let after = raw_inserts(&raw_pool, clients, duration).await?;
             let raw_rate = (before.per_second() + after.per_second()) / 2.0;
             println!(
@@ -138,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
                 before.p(0.99),
                 ledger.per_second() / raw_rate,
             );
+            if let Some(report) = report {
+                print!("{report}");
+            }
         }
     }
     raw_pool.close().await;
@@ -300,4 +327,57 @@ async fn raw_inserts(
         elapsed: started.elapsed(),
         latencies,
     })
+}
+
+/// CPU time (user + system) this process has used so far.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The process's CPU per command and the database's top statements (by
+/// total execution time) per command since the last reset.
+async fn profile_report(pool: &PgPool, commands: usize, cpu: Duration) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut report = String::new();
+    let per = |total: f64| total / commands.max(1) as f64;
+    writeln!(
+        report,
+        "    ledger process CPU: {:.0} µs per command (server + in-process clients)",
+        per(cpu.as_secs_f64() * 1e6)
+    )?;
+    let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+        "select left(regexp_replace(query, '\\s+', ' ', 'g'), 90), calls, total_exec_time \
+         from pg_stat_statements where query not like '%pg_stat_statements%' \
+         order by total_exec_time desc limit 12",
+    )
+    .fetch_all(pool)
+    .await?;
+    let total: f64 = sqlx::query_scalar(
+        "select coalesce(sum(total_exec_time), 0)::float8 from pg_stat_statements \
+         where query not like '%pg_stat_statements%'",
+    )
+    .fetch_one(pool)
+    .await?;
+    writeln!(
+        report,
+        "    database execution: {:.0} µs per command in all; the top statements:",
+        per(total * 1000.0)
+    )?;
+    for (query, calls, time) in rows {
+        writeln!(
+            report,
+            "    {:>7.1} µs {:>6.2} calls/command  {query}",
+            per(time * 1000.0),
+            per(calls as f64),
+        )?;
+    }
+    Ok(report)
 }

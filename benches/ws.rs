@@ -1,7 +1,8 @@
 //! The live feed: event-to-subscriber latency under a steady command load
 //! with 1, 100 and 1,000 subscribers, and replay throughput from position 0
-//! over 100,000 events next to the raw speed of reading the same rows with
-//! one SQL query, in the same run.
+//! over 100,000 events (one message a frame, and `batch=true`: a JSON array
+//! per replay page) next to the raw speed of reading the same rows with one
+//! SQL query, in the same run.
 //!
 //! Latency is measured from the command's timestamp (taken by the service
 //! when the request arrives, carried on the message as `at`) to the moment
@@ -10,7 +11,9 @@
 //!
 //! Run: `cargo bench --bench ws` (DATABASE_URL if set, else a private
 //! durable PostgreSQL). `BENCH_SECS` (default 5) sets the load duration;
-//! `BENCH_REPLAY_EVENTS` (default 100000) the replay size.
+//! `BENCH_REPLAY_EVENTS` (default 100000) the replay size;
+//! `BENCH_REPLAY_CACHE` (default 131072) the hub's replay cache, so by
+//! default the replay is served from memory — 0 reads it from the log.
 
 mod support;
 
@@ -64,7 +67,14 @@ async fn main() -> anyhow::Result<()> {
     let database = support::BenchDatabase::open("ledger_bench_ws").await?;
     let database_url = database.url.clone();
     let admin = support::ADMIN_TOKEN.to_string();
-    let config = support::service_config(&database_url, Config::default().max_connections);
+    let mut config = support::service_config(&database_url, Config::default().max_connections);
+    // BENCH_REPLAY_CACHE: the hub's replay cache, by default large enough
+    // to hold the replayed history (0 measures a replay read from the log).
+    config.hub.replay_cache = std::env::var("BENCH_REPLAY_CACHE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(131_072);
+    let replay_cache = config.hub.replay_cache;
     let app = Application::build(config).await?;
     let pool = app.pool().clone();
     let port = app.port();
@@ -105,14 +115,21 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let (ws_rate, sql_rate, count) =
+    let (ws_rate, ws_batch_rate, sql_rate, count) =
         replay_run(&pool, port, &admin, source, target, replay_events).await?;
     println!(
-        "replay from position 0 over {count} log entries ({replay_events} broadcast events added):"
+        "replay from position 0 over {count} log entries ({replay_events} broadcast events added, \
+         replay cache {replay_cache} messages):"
     );
-    println!("  websocket, one client: {ws_rate:>10.0} messages/s");
-    println!("  raw SQL, one query:    {sql_rate:>10.0} rows/s");
-    println!("  ratio:                 {:>10.2}", ws_rate / sql_rate);
+    println!("  raw SQL, one query:             {sql_rate:>10.0} rows/s");
+    println!(
+        "  websocket, one message a frame: {ws_rate:>10.0} messages/s   ratio {:.2}",
+        ws_rate / sql_rate
+    );
+    println!(
+        "  websocket, batch=true:          {ws_batch_rate:>10.0} messages/s   ratio {:.2}",
+        ws_batch_rate / sql_rate
+    );
     database.stop().await?;
     Ok(())
 }
@@ -207,7 +224,7 @@ async fn replay_run(
     source: Uuid,
     target: Uuid,
     events: i64,
-) -> anyhow::Result<(f64, f64, i64)> {
+) -> anyhow::Result<(f64, f64, f64, i64)> {
     sqlx::query(
         "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          select 'delegation', d.id::text, 1, 'DelegationSent', '1.0', json_build_object('DelegationSent', \
@@ -252,18 +269,36 @@ async fn replay_run(
     let sql_rate = read as f64 / started.elapsed().as_secs_f64();
     drop(rows);
 
+    let ws_rate = replay_over_websocket(port, admin, "", broadcastable).await?;
+    let ws_batch_rate = replay_over_websocket(port, admin, "&batch=true", broadcastable).await?;
+    Ok((ws_rate, ws_batch_rate, sql_rate, total))
+}
+
+/// Messages per second of one client replaying the whole log with `from=0`
+/// (and `options`): one message a frame, or with `batch=true` a JSON array
+/// of the messages of a replay page per frame.
+async fn replay_over_websocket(
+    port: u16,
+    admin: &str,
+    options: &str,
+    expected: i64,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?token={admin}&from=0"))
-            .await?;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/ws?token={admin}&from=0{options}"
+    ))
+    .await?;
     let mut received = 0i64;
-    while received < broadcastable {
+    while received < expected {
         match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with('[') => {
+                let messages: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text)?;
+                received += messages.len() as i64;
+            }
             Some(Ok(Message::Text(_))) => received += 1,
             Some(Ok(_)) => {}
             other => anyhow::bail!("replay ended early: {other:?}"),
         }
     }
-    let ws_rate = received as f64 / started.elapsed().as_secs_f64();
-    Ok((ws_rate, sql_rate, total))
+    Ok(received as f64 / started.elapsed().as_secs_f64())
 }

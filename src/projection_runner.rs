@@ -166,9 +166,7 @@ pub async fn step(
         }
         reached.push((projection.name(), checkpoint.max(last)));
     }
-    for name in moved {
-        save_checkpoint(&mut tx, name, last).await?;
-    }
+    save_checkpoints(&mut tx, &moved, last).await?;
     tx.commit().await?;
     Ok(reached)
 }
@@ -220,20 +218,32 @@ pub(crate) async fn save_checkpoint(
     name: &str,
     position: i64,
 ) -> Result<(), sqlx::Error> {
+    save_checkpoints(tx, &[name], position).await
+}
+
+/// Move the checkpoints of `names` to `position` and announce each, in one
+/// statement (a batch touches every view; one round trip instead of two
+/// per view is a measurable share of a command's cost).
+pub(crate) async fn save_checkpoints(
+    tx: &mut Transaction<'_, Postgres>,
+    names: &[&str],
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    // The notifications are delivered at commit, so other processes never
+    // hear of an uncommitted checkpoint.
     sqlx::query(
-        "update projection_checkpoints set position = $2, updated_at = now() where name = $1",
+        "with moved as (update projection_checkpoints set position = $2, updated_at = now() \
+         where name = any($1) returning name, position) \
+         select count(pg_notify($3, name || ',' || position)) from moved",
     )
-    .bind(name)
+    .bind(names)
     .bind(position)
+    .bind(PROJECTION_CHANNEL)
     .execute(&mut **tx)
     .await?;
-    // Delivered at commit, so other processes never hear of an uncommitted
-    // checkpoint.
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(PROJECTION_CHANNEL)
-        .bind(format!("{name},{position}"))
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 

@@ -1039,14 +1039,19 @@ async fn migrations_fill_the_workspace_columns_and_log_times_of_entries_position
     .await
     .expect("an out-of-order recorded_at");
 
-    ledger::db::migrate(&pool).await.expect("migrate to the latest");
+    ledger::db::migrate(&pool)
+        .await
+        .expect("migrate to the latest");
     let times: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
         sqlx::query_as("select recorded_at, logged_at from ledger_log order by position")
             .fetch_all(&pool)
             .await
             .expect("log times");
     assert_eq!(times[0].1, times[0].0);
-    assert_eq!(times[1].1, times[0].1, "0008 never lets the log time go back");
+    assert_eq!(
+        times[1].1, times[0].1,
+        "0008 never lets the log time go back"
+    );
     assert!(times[1].0 < times[1].1);
     for pair in times.windows(2) {
         assert!(pair[1].1 >= pair[0].1, "{times:?}");

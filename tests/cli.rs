@@ -623,3 +623,68 @@ async fn audit_verify_prints_progress_lines_without_a_terminal() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_writes_the_log_as_ndjson_with_progress_on_stderr() {
+    let app = common::spawn_app().await;
+    let a = app.register().await;
+    let b = app.register().await;
+    for n in 0..5 {
+        app.record(&a, b.id, &format!("task {n}")).await;
+    }
+    let c = app.register().await;
+    common::settle(&app.pool).await;
+    let head: i64 = sqlx::query_scalar("select max(position) from ledger_log")
+        .fetch_one(&app.pool)
+        .await
+        .expect("head");
+
+    let ran = ledger(&app.base, Some(&app.admin_token), &["export"])
+        .await
+        .ok("export");
+    let entries: Vec<Value> = ran
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON entry a line"))
+        .collect();
+    let positions: Vec<i64> = entries
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=head).collect::<Vec<_>>(),
+        "the whole log, in order"
+    );
+    assert!(
+        ran.stderr
+            .contains(&format!("exported up to position {head}/{head} positions")),
+        "a progress line: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(&format!("exported {head} entries")),
+        "{}",
+        ran.stderr
+    );
+
+    // One workspace's part, from a cursor.
+    let ran = ledger(
+        &app.base,
+        Some(&app.admin_token),
+        &["export", "--workspace", &c.id.to_string(), "--after", "0"],
+    )
+    .await
+    .ok("export of one workspace");
+    let own: Vec<Value> = ran
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(own.len(), 1, "c only registered: {own:?}");
+    assert_eq!(own[0]["aggregate_id"], c.id.to_string());
+
+    // A workspace token may not read the audit log.
+    let ran = ledger(&app.base, Some(&a.token), &["export"]).await;
+    ran.failed_saying("export with a workspace token", "403");
+}

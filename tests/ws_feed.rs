@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{spawn_app, spawn_app_on, TestApp};
+use common::{fresh_database_url, spawn_app, spawn_app_on, spawn_app_with, TestApp};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
@@ -496,4 +496,76 @@ async fn subscribers_that_close_or_vanish_are_cleaned_up_promptly() {
     // Dropping the connection without a close frame.
     drop(rude);
     await_subscribers(&app, 0).await;
+}
+
+/// Every message of a replay from `from` up to the last broadcast position,
+/// frames flattened.
+async fn replay(app: &TestApp, query: &str, token: &str, last: i64) -> Vec<Value> {
+    let mut socket = connect(app, query, token).await.expect("connect");
+    let mut messages: Vec<Value> = Vec::new();
+    while messages.last().and_then(|m| m["position"].as_i64()) != Some(last) {
+        match next_message(&mut socket)
+            .await
+            .expect("open")
+            .expect("not closed")
+        {
+            Value::Array(frame) => messages.extend(frame),
+            message => messages.push(message),
+        }
+    }
+    messages
+}
+
+#[tokio::test]
+async fn a_replay_older_than_the_replay_cache_reads_the_log_and_joins_the_cache_seamlessly() {
+    // A hub that keeps only the 5 most recent messages in memory.
+    let database_url = fresh_database_url().await;
+    let app = spawn_app_with(database_url.clone(), |config| config.hub.replay_cache = 5).await;
+    let a = app.register().await;
+    let b = app.register().await;
+    for n in 0..12 {
+        let id = app.record(&a, b.id, &format!("task {n}")).await;
+        if n % 3 == 0 {
+            let (status, body) = app.update(&b, id, json!({ "status": "completed" })).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    let expected = broadcast_positions(&app, None).await;
+    assert_eq!(expected.len(), 16);
+    let last = *expected.last().expect("positions");
+    // A second process started now has none of it in memory: its replay is
+    // read from the log alone, the reference.
+    let cold = spawn_app_on(database_url).await;
+    let from_log = replay(&cold, "?from=0", &cold.admin_token, last).await;
+    let positions: Vec<i64> = from_log
+        .iter()
+        .filter_map(|m| m["position"].as_i64())
+        .collect();
+    assert_eq!(positions, expected);
+
+    // Part log, part cache: the same messages, whatever the framing.
+    assert_eq!(
+        replay(&app, "?from=0", &app.admin_token, last).await,
+        from_log
+    );
+    assert_eq!(
+        replay(&app, "?from=0&batch=true", &app.admin_token, last).await,
+        from_log
+    );
+    // All from the cache: a resume inside its window.
+    let resume_after = expected[expected.len() - 4];
+    assert_eq!(
+        replay(
+            &app,
+            &format!("?from={resume_after}"),
+            &app.admin_token,
+            last
+        )
+        .await,
+        from_log[from_log.len() - 3..]
+    );
+    // A workspace's view of it, filtered the same way on both paths.
+    let own = replay(&app, "?from=0", &b.token, last).await;
+    assert_eq!(own, replay(&cold, "?from=0", &b.token, last).await);
+    assert_eq!(own.len(), 16, "b received every one of these");
 }

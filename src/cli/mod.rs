@@ -10,6 +10,7 @@
 //! running — into one sentence and a nonzero exit code, never a panic.
 
 mod commands;
+mod export;
 mod http;
 pub mod progress;
 mod tail;
@@ -33,6 +34,9 @@ pub enum ClientCommand {
     /// Follow the live feed, one line per message (resumes after
     /// disconnects; Ctrl-C stops it).
     Tail(tail::TailArgs),
+    /// Write the audit log (or one workspace's part) as NDJSON to stdout,
+    /// with progress on stderr; needs the admin token.
+    Export(export::ExportArgs),
 }
 
 /// Where the server is and who is asking.
@@ -55,6 +59,7 @@ pub async fn run(command: ClientCommand) -> i32 {
         ClientCommand::Status(args) => commands::status(args).await,
         ClientCommand::Inbox(args) => commands::inbox(args).await,
         ClientCommand::Tail(args) => tail::tail(args).await,
+        ClientCommand::Export(args) => export::export(args).await,
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -313,6 +313,10 @@ async fn load_many<A: Aggregate>(
          from events where aggregate_type = $1 and aggregate_id = any($2) \
          order by aggregate_id, sequence",
     )
+    // Planned for each batch's ids, never a cached generic plan: a generic
+    // plan made while the table was small stays a sequential scan as it
+    // grows (measured: 1.5 ms a batch instead of 0.07 ms).
+    .persistent(false)
     .bind(A::TYPE)
     .bind(ids)
     .fetch_all(pool)

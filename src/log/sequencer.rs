@@ -361,9 +361,6 @@ mod tests {
 
     #[test]
     fn the_first_entry_of_the_log_keeps_its_recorded_time() {
-        assert_eq!(
-            log_times(None, [t(5), t(3)].into_iter()),
-            vec![t(5), t(5)]
-        );
+        assert_eq!(log_times(None, [t(5), t(3)].into_iter()), vec![t(5), t(5)]);
     }
 }

@@ -47,6 +47,10 @@ pub struct HubConfig {
     /// Longest a single send to a subscriber may take before it is dropped
     /// as dead.
     pub send_timeout: Duration,
+    /// The most recent messages kept, serialized, for replay: a subscriber
+    /// resuming from a position they cover (the usual reconnect after a
+    /// 4008 or 1001 close) is served from memory, not the database.
+    pub replay_cache: usize,
 }
 
 impl Default for HubConfig {
@@ -58,6 +62,7 @@ impl Default for HubConfig {
             max_incoming_bytes: 4096,
             ping_interval: Duration::from_secs(20),
             send_timeout: Duration::from_secs(30),
+            replay_cache: 16_384,
         }
     }
 }
@@ -117,6 +122,23 @@ pub struct Hub {
     per_token: std::sync::Mutex<std::collections::HashMap<TokenHolder, usize>>,
     reader: LogReader,
     config: HubConfig,
+    recent: std::sync::RwLock<Recent>,
+}
+
+/// The replay cache: every message of the log positions after `after` up
+/// to the hub's position, oldest first, at most `HubConfig::replay_cache`.
+#[derive(Debug)]
+struct Recent {
+    after: i64,
+    messages: std::collections::VecDeque<Arc<LiveMessage>>,
+}
+
+/// A page of replay served from the cache.
+pub struct CachedPage {
+    /// The messages after the cursor, in position order.
+    pub messages: Vec<Arc<LiveMessage>>,
+    /// The position the page covers up to: replay continues after it.
+    pub through: i64,
 }
 
 impl Hub {
@@ -128,6 +150,10 @@ impl Hub {
             connected: watch::channel(0).0,
             per_token: Default::default(),
             reader,
+            recent: std::sync::RwLock::new(Recent {
+                after: start,
+                messages: Default::default(),
+            }),
             config,
         })
     }
@@ -151,6 +177,43 @@ impl Hub {
     }
 
     /// The last position the hub has published.
+    /// Up to `limit` messages after `cursor` up to `upto` from the replay
+    /// cache, or `None` when the cache no longer holds all of them.
+    pub fn cached(&self, cursor: i64, upto: i64, limit: usize) -> Option<CachedPage> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        if cursor < recent.after {
+            return None;
+        }
+        let from = recent
+            .messages
+            .partition_point(|m| m.message.position <= cursor);
+        let messages: Vec<_> = recent
+            .messages
+            .range(from..)
+            .take_while(|m| m.message.position <= upto)
+            .take(limit)
+            .cloned()
+            .collect();
+        let through = match messages.last() {
+            Some(last) if messages.len() == limit => last.message.position,
+            _ => upto,
+        };
+        Some(CachedPage { messages, through })
+    }
+
+    /// Add a batch's messages to the replay cache (before the hub's
+    /// position moves past them), dropping the oldest beyond its size.
+    fn remember(&self, messages: &[Arc<LiveMessage>]) {
+        let capacity = self.config.replay_cache;
+        let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+        recent.messages.extend(messages.iter().cloned());
+        while recent.messages.len() > capacity {
+            if let Some(dropped) = recent.messages.pop_front() {
+                recent.after = dropped.message.position;
+            }
+        }
+    }
+
     pub fn position(&self) -> i64 {
         *self.position.borrow()
     }
@@ -224,12 +287,21 @@ impl Hub {
                     Err(error) => tracing::error!(%error, "hub cannot decode a log entry"),
                 }
             }
+            let messages: Vec<Arc<LiveMessage>> = messages
+                .into_iter()
+                .map(|message| {
+                    let text: Arc<str> = message.to_json().to_string().into();
+                    Arc::new(LiveMessage { message, text })
+                })
+                .collect();
+            // The replay cache holds a position's messages before the
+            // position is published, so a replay up to it can use them.
+            self.remember(&messages);
             // Position first, then the messages: see the module docs.
             self.position.send_replace(last);
             for message in messages {
-                let text: Arc<str> = message.to_json().to_string().into();
                 // No receivers is fine: nobody is listening right now.
-                let _ = self.sender.send(Arc::new(LiveMessage { message, text }));
+                let _ = self.sender.send(message);
             }
         }
     }

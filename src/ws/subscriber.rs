@@ -26,7 +26,7 @@ use projections::broadcast::{broadcast, Broadcast};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
-use super::hub::{Hub, LiveMessage, Refusal, TokenHolder};
+use super::hub::{CachedPage, Hub, LiveMessage, Refusal, TokenHolder};
 use crate::shutdown::Shutdown;
 
 /// Close code for a consumer that fell further behind than its buffer.
@@ -169,6 +169,10 @@ impl Connection {
         loop {
             let (mut receiver, upto) = self.hub.subscribe();
             while self.cursor < upto {
+                if let Some(page) = self.hub.cached(self.cursor, upto, REPLAY_BATCH as usize) {
+                    self.replay_cached(page).await?;
+                    continue;
+                }
                 let batch = REPLAY_BATCH.min(upto - self.cursor);
                 let read = match self.audience {
                     Audience::Everything => self.hub.reader().read_after(self.cursor, batch).await,
@@ -258,6 +262,31 @@ impl Connection {
                 return end;
             }
         }
+    }
+
+    /// Send a page of replay the hub had in memory: the same messages, in
+    /// the same framing, as a page read from the log.
+    async fn replay_cached(&mut self, page: CachedPage) -> Result<(), End> {
+        let mut frame: Vec<&str> = Vec::new();
+        let mut frame_last = self.delivered;
+        for live in &page.messages {
+            if !self.audience.admits(&live.message) {
+                continue;
+            }
+            if self.batch {
+                frame.push(&live.text);
+                frame_last = live.message.position;
+            } else {
+                self.feed(live.text.to_string(), live.message.position)
+                    .await?;
+            }
+        }
+        if !frame.is_empty() {
+            let text = format!("[{}]", frame.join(","));
+            self.feed(text, frame_last).await?;
+        }
+        self.cursor = page.through;
+        self.flush().await
     }
 
     async fn deliver(&mut self, live: &LiveMessage) -> Result<(), End> {

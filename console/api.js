@@ -20,10 +20,25 @@ export class Api {
       if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
     }
     const url = query.size ? `${path}?${query}` : path;
+    return this.send(url, { method: "GET" });
+  }
+
+  /** POST a JSON body to a path of this origin; resolves to the JSON body. */
+  post(path, body) {
+    return this.send(path, {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json" },
+    });
+  }
+
+  async send(url, { method, body: payload, headers = {} }) {
     let response;
     try {
       response = await fetch(url, {
-        headers: { Authorization: `Bearer ${this.token}`, Accept: "application/json" },
+        method,
+        body: payload,
+        headers: { ...headers, Authorization: `Bearer ${this.token}`, Accept: "application/json" },
         cache: "no-store",
       });
     } catch (error) {
@@ -48,6 +63,13 @@ export class Api {
 
   delegation(workspaceId, delegationId) {
     return this.get(`/workspaces/${enc(workspaceId)}/delegations/${enc(delegationId)}`);
+  }
+
+  /** Withdraw a delegation (its source, or the admin on its behalf). */
+  cancel(sourceId, delegationId, reason) {
+    return this.post(
+      `/workspaces/${enc(sourceId)}/delegations/${enc(delegationId)}/cancel`,
+      reason ? { reason } : {});
   }
 
   activity(workspaceId, params) {

@@ -118,6 +118,7 @@ export class Detail {
     }
     const history = Array.isArray(detail.history) ? detail.history : [];
     fill(this.body,
+      this.cancelControl(detail),
       el("p", { class: "detail-id" }, el("code", {}, detail.delegation_id), statusChip(detail.status)),
       el("h3", {}, "Task"),
       el("pre", { class: "text task" }, detail.task ?? item?.task ?? ""),
@@ -132,6 +133,28 @@ export class Detail {
       el("ol", { class: "history" },
         history.map((step) => el("li", { "data-status": step.status },
           statusChip(step.status), el("time", { datetime: step.at }, time(step.at))))));
+  }
+
+  /** A Cancel button while the delegation is live, for its caller (or
+   * the admin): withdraws it, and the feed then moves its card. */
+  cancelControl(detail) {
+    const ended = ["completed", "failed", "canceled"].includes(detail.status);
+    const mayCancel = this.viewer.role === "admin" || this.viewer.workspace_id === detail.source_id;
+    if (ended || !mayCancel) return null;
+    const said = el("span", { class: "error cancel-error", role: "status" });
+    const button = el("button", { type: "button", id: "cancel-delegation", class: "quiet" }, "Cancel delegation");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      said.textContent = "";
+      try {
+        await this.api.cancel(detail.source_id, detail.delegation_id, "canceled from the console");
+        this.reload();
+      } catch (error) {
+        said.textContent = error.message;
+        button.disabled = false;
+      }
+    });
+    return el("p", { class: "detail-actions" }, button, " ", said);
   }
 
   you(id) {

@@ -219,6 +219,70 @@ async fn a_workspace_signs_in_with_the_form_and_sees_its_cards_finish_live() {
     );
     let shot = browser.screenshot("detail").await;
     println!("detail screenshot: {}", shot.display());
+    assert_eq!(
+        browser
+            .js(
+                "return !!document.getElementById('cancel-delegation');",
+                vec![]
+            )
+            .await,
+        json!(false),
+        "a finished delegation offers no cancel"
+    );
+    browser.click("#detail .close").await;
+
+    // Its caller withdraws a live delegation from the detail; the card
+    // moves to canceled with the feed. The target is offered no such button.
+    let withdrawn = app.record(&a, b.id, "no longer needed").await;
+    browser.wait_card(withdrawn, "dispatched").await;
+    browser
+        .click(&format!(".card[data-delegation-id='{incoming}']"))
+        .await;
+    browser
+        .wait_until(
+            "the detail of a delegation a received",
+            WAIT,
+            "const d = document.getElementById('detail');
+             return !d.hidden && d.dataset.delegationId === arguments[0] && d.dataset.status === 'received';",
+            vec![json!(incoming)],
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js(
+                "return !!document.getElementById('cancel-delegation');",
+                vec![]
+            )
+            .await,
+        json!(false),
+        "only the caller may cancel"
+    );
+    browser.click("#detail .close").await;
+    browser
+        .click(&format!(".card[data-delegation-id='{withdrawn}']"))
+        .await;
+    browser
+        .wait_until(
+            "the cancel button of a live delegation",
+            WAIT,
+            "const d = document.getElementById('detail');
+             return !d.hidden && d.dataset.delegationId === arguments[0]
+               && !!document.getElementById('cancel-delegation');",
+            vec![json!(withdrawn)],
+        )
+        .await;
+    browser.click("#cancel-delegation").await;
+    browser.wait_card(withdrawn, "canceled").await;
+    app.wait_status(withdrawn, "canceled").await;
+    browser
+        .wait_until(
+            "the detail to show it canceled, without the button",
+            WAIT,
+            "const d = document.getElementById('detail');
+             return d.dataset.status === 'canceled' && !document.getElementById('cancel-delegation');",
+            vec![],
+        )
+        .await;
     browser.click("#detail .close").await;
 
     // Activity: newest first; a row made later arrives on top (since_id).

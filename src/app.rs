@@ -47,7 +47,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         // Before any background task counts something.
-        http::metrics::install();
+        crate::metrics::install();
         let database = db::open(
             config.database_url.as_deref(),
             &config.data_dir,

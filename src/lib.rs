@@ -17,6 +17,8 @@
 //! * [`commands`] — the write path: aggregate decides, events commit,
 //!   read-your-writes.
 //! * [`log`] — the positioned, hash-chained log and its sequencer.
+//! * [`metrics`] — the names of the event-driven metrics and their
+//!   recorder (rendered by `GET /metrics`).
 //! * [`projection_runner`] — applies the log to the views, checkpointed.
 //! * [`rebuild`] — rebuilds a view beside the live one and swaps it in.
 //! * [`dispatch`] — the process manager that delivers managed delegations
@@ -42,6 +44,7 @@ pub mod embedded_pg;
 pub mod http;
 pub mod leader;
 pub mod log;
+pub mod metrics;
 pub mod projection_runner;
 pub mod rebuild;
 pub mod secrets;

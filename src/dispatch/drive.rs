@@ -42,10 +42,6 @@ use crate::commands::{CommandError, Fence};
 /// with an id derived from it, so re-enqueuing after a crash is a no-op.
 const QUEUE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d71_7565_7565_6974_656d);
 
-/// Sends a delegation may count as uncertain: resent without a way to
-/// check that the earlier one had not arrived.
-pub const UNCERTAIN: &str = "ledger_dispatch_uncertain_total";
-
 /// The queue item id of a delegation.
 pub fn queue_id_for(delegation_id: Uuid) -> Uuid {
     Uuid::new_v5(&QUEUE_ID_NAMESPACE, delegation_id.as_bytes())
@@ -62,7 +58,7 @@ pub fn metadata() -> HashMap<String, String> {
 }
 
 fn outcome_counter(outcome: &'static str) {
-    metrics::counter!("ledger_dispatch_outcomes_total", "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metrics::DISPATCH_OUTCOMES, "outcome" => outcome).increment(1);
 }
 
 /// Drive `delegation_id` from its recorded state.
@@ -244,7 +240,7 @@ async fn look_up(d: &Dispatcher, endpoint: &Endpoint, delegation: &Delegation) -
 /// A resend that nothing could prove safe: counted, so operators see how
 /// many duplicates they may have.
 fn resending_uncertain(delegation: &Delegation, why: &str) {
-    metrics::counter!(UNCERTAIN).increment(1);
+    metrics::counter!(crate::metrics::DISPATCH_UNCERTAIN).increment(1);
     tracing::warn!(
         delegation_id = %delegation.delegation_id(),
         why,

@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::metrics::log_status;
 use super::AppState;
+use crate::log::status::log_status;
 
 pub fn router() -> Router<AppState> {
     Router::new()

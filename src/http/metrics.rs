@@ -3,7 +3,8 @@
 //! Two kinds of series:
 //!
 //! * **Event-driven** ones go through the `metrics` facade into one
-//!   process-wide Prometheus recorder ([`install`], idempotent): HTTP
+//!   process-wide Prometheus recorder ([`crate::metrics::install`],
+//!   idempotent; the names are in [`crate::metrics`]): HTTP
 //!   requests by matched route template and status with a latency
 //!   histogram, and events appended by the sequencer.
 //! * **Scrape-time** ones are read when `/metrics` is asked, from this
@@ -18,8 +19,7 @@
 //! through the facade as they happen.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -27,69 +27,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sqlx::{PgPool, Row};
 
 use super::AppState;
+use crate::log::status::{log_status, LogStatus};
+use crate::metrics::{install, HTTP_DURATION, HTTP_REQUESTS};
 
-/// Requests served, by method, matched route template and status.
-pub const HTTP_REQUESTS: &str = "ledger_http_requests_total";
-/// Request latency histogram, same labels.
-pub const HTTP_DURATION: &str = "ledger_http_request_duration_seconds";
-/// Events given a log position (incremented per sequencer batch).
-pub const EVENTS_APPENDED: &str = "ledger_events_appended_total";
 /// Route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
-
-/// Latency buckets in seconds.
-const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-/// How often histogram samples are folded into their buckets when nobody
-/// scrapes (keeps memory bounded).
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-/// Longest a scrape or readiness check waits for the database.
-pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The process-wide Prometheus recorder, installed on first use. Later
-/// calls (several services in one process) return the same handle.
-pub fn install() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), BUCKETS)
-                .expect("latency buckets are not empty")
-                .build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("another metrics recorder is installed; /metrics will be sparse");
-            }
-            metrics::describe_counter!(
-                HTTP_REQUESTS,
-                "HTTP requests served, by method, matched route template and status."
-            );
-            metrics::describe_histogram!(
-                HTTP_DURATION,
-                metrics::Unit::Seconds,
-                "HTTP request latency, by method, matched route template and status."
-            );
-            metrics::describe_counter!(
-                EVENTS_APPENDED,
-                "Events appended to the positioned log by this process's sequencer."
-            );
-            let upkeep = handle.clone();
-            std::thread::Builder::new()
-                .name("metrics-upkeep".into())
-                .spawn(move || loop {
-                    std::thread::sleep(UPKEEP_INTERVAL);
-                    upkeep.run_upkeep();
-                })
-                .expect("metrics upkeep thread should start");
-            handle
-        })
-        .clone()
-}
 
 /// Count and time every request by its matched route template (never the
 /// raw path, which would make one series per id).
@@ -114,87 +58,6 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
-}
-
-/// Where the log and this process's projections stand.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogStatus {
-    pub head: i64,
-    /// `(name, checkpoint, seconds since the oldest unapplied entry was
-    /// recorded — 0 when caught up)`, in the order asked.
-    pub projections: Vec<(String, i64, f64)>,
-    /// Requests waiting in the busy-target queue (all targets).
-    pub queue_depth: i64,
-    /// The dispatcher's checkpoint, once a dispatcher has led.
-    pub dispatcher_checkpoint: Option<i64>,
-    /// Committed events the sequencer has not positioned yet.
-    pub unpositioned: i64,
-    /// Seconds since the oldest of them was written (0 when none).
-    pub oldest_unpositioned_seconds: f64,
-}
-
-/// Read the head and the checkpoints of `names` from the tables (bounded
-/// by [`DATABASE_TIMEOUT`]).
-pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, String> {
-    let read = async {
-        let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from ledger_log")
-            .fetch_one(pool)
-            .await?;
-        let rows = sqlx::query(
-            "select c.name, c.position, \
-             coalesce((select greatest(extract(epoch from now() - l.recorded_at), 0)::float8 \
-                       from ledger_log l where l.position = c.position + 1), 0) as lag_seconds \
-             from projection_checkpoints c where c.name = any($1)",
-        )
-        .bind(names)
-        .fetch_all(pool)
-        .await?;
-        let queue_depth: i64 =
-            sqlx::query_scalar("select count(*) from a2a_queue where status = 'queued'")
-                .fetch_one(pool)
-                .await?;
-        let dispatcher_checkpoint: Option<i64> = sqlx::query_scalar(
-            "select position from process_checkpoints where name = 'dispatcher'",
-        )
-        .fetch_optional(pool)
-        .await?;
-        // Events after the sequencer's watermark (the last entry's writing
-        // transaction and event id): committed, but not in the log yet —
-        // normally for milliseconds; for as long as the oldest transaction
-        // still running anywhere on the cluster, when one is left open.
-        let (unpositioned, oldest_unpositioned_seconds): (i64, f64) = sqlx::query_as(
-            "with tail as (select tx_id, event_id from ledger_log order by position desc limit 1)              select count(*),              coalesce(greatest(extract(epoch from now() - min(e.recorded_at)), 0), 0)::float8              from events e              where not exists (select 1 from tail)                 or (e.tx_id, e.event_id) > (select tx_id, event_id from tail)",
-        )
-        .fetch_one(pool)
-        .await?;
-        let mut projections = Vec::with_capacity(names.len());
-        for name in names {
-            let row = rows
-                .iter()
-                .find(|row| row.try_get::<String, _>("name").ok().as_deref() == Some(name));
-            let (position, seconds) = match row {
-                Some(row) => (row.try_get("position")?, row.try_get("lag_seconds")?),
-                // No checkpoint row: nothing applied yet.
-                None => (0, 0.0),
-            };
-            projections.push((name.clone(), position, seconds));
-        }
-        Ok::<_, sqlx::Error>(LogStatus {
-            head,
-            projections,
-            queue_depth,
-            dispatcher_checkpoint,
-            unpositioned,
-            oldest_unpositioned_seconds,
-        })
-    };
-    match tokio::time::timeout(DATABASE_TIMEOUT, read).await {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(error)) => Err(format!("database unreachable: {error}")),
-        Err(_) => Err(format!(
-            "database unreachable: no answer within {DATABASE_TIMEOUT:?}"
-        )),
-    }
 }
 
 /// Prometheus metrics (text exposition format).

@@ -6,12 +6,14 @@
 //! repeated, even though transactions commit out of the order in which they
 //! started. The [`sequencer`] builds that order; the [`reader`] serves it;
 //! [`progress`] tells waiting code how far the log and each projection got;
-//! [`chain`] defines the hash that makes tampering detectable.
+//! [`chain`] defines the hash that makes tampering detectable; [`status`]
+//! reads where the log and the views stand, for readiness and metrics.
 
 pub mod chain;
 pub mod progress;
 pub mod reader;
 pub mod sequencer;
+pub mod status;
 pub mod verify;
 
 pub use progress::{Progress, Watermark};

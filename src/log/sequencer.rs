@@ -330,7 +330,7 @@ async fn sequence_batch(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    metrics::counter!(crate::http::metrics::EVENTS_APPENDED).increment(ready.len() as u64);
+    metrics::counter!(crate::metrics::EVENTS_APPENDED).increment(ready.len() as u64);
 
     tail.position = position;
     tail.hash = prev_hash;

@@ -1,0 +1,78 @@
+//! The names of every event-driven metric, and the one process-wide
+//! Prometheus recorder they go into. Every layer counts through the
+//! `metrics` facade with a name from here, so the sequencer, the
+//! dispatcher and the HTTP layer never reach into each other for a name;
+//! `/metrics` (in `http/metrics.rs`) renders the recorder.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests served, by method, matched route template and status.
+pub const HTTP_REQUESTS: &str = "ledger_http_requests_total";
+/// Request latency histogram, same labels.
+pub const HTTP_DURATION: &str = "ledger_http_request_duration_seconds";
+/// Events given a log position (incremented per sequencer batch).
+pub const EVENTS_APPENDED: &str = "ledger_events_appended_total";
+/// Managed-delegation outcomes of the dispatcher, by `outcome`
+/// (dispatched, completed, failed, queued, retried, inbox, drain_failed).
+pub const DISPATCH_OUTCOMES: &str = "ledger_dispatch_outcomes_total";
+/// Sends a delegation may count as uncertain: resent without a way to
+/// check that the earlier one had not arrived.
+pub const DISPATCH_UNCERTAIN: &str = "ledger_dispatch_uncertain_total";
+
+/// Latency buckets in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// How often histogram samples are folded into their buckets when nobody
+/// scrapes (keeps memory bounded).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// The process-wide Prometheus recorder, installed on first use. Later
+/// calls (several services in one process) return the same handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), BUCKETS)
+                .expect("latency buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if ::metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed; /metrics will be sparse");
+            }
+            ::metrics::describe_counter!(
+                HTTP_REQUESTS,
+                "HTTP requests served, by method, matched route template and status."
+            );
+            ::metrics::describe_histogram!(
+                HTTP_DURATION,
+                ::metrics::Unit::Seconds,
+                "HTTP request latency, by method, matched route template and status."
+            );
+            ::metrics::describe_counter!(
+                EVENTS_APPENDED,
+                "Events appended to the positioned log by this process's sequencer."
+            );
+            ::metrics::describe_counter!(
+                DISPATCH_OUTCOMES,
+                "Managed-delegation outcomes of this process's dispatcher, by outcome."
+            );
+            ::metrics::describe_counter!(
+                DISPATCH_UNCERTAIN,
+                "Sends resent without a way to check the earlier one had not arrived."
+            );
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                })
+                .expect("metrics upkeep thread should start");
+            handle
+        })
+        .clone()
+}

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod limits;
+mod live;
 pub mod metrics;
 mod openapi;
 mod queue;
@@ -101,7 +102,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router
                 .timeout(timeout),
         );
     bounded_in_time
-        .merge(crate::ws::route::router())
+        .merge(live::router())
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))

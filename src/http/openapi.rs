@@ -144,7 +144,7 @@ pub fn document() -> Document {
     doc.merge(super::delegations::Api::openapi());
     doc.merge(super::activity::Api::openapi());
     doc.merge(super::queue::Api::openapi());
-    doc.merge(crate::ws::route::Api::openapi());
+    doc.merge(super::live::Api::openapi());
     doc.merge(super::audit::Api::openapi());
     doc.merge(super::console::Api::openapi());
     add_bound_responses(&mut doc);

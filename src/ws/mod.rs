@@ -7,10 +7,11 @@
 //!   the log, switches to the hub's live stream with no gap and no
 //!   duplicate at the seam, and closes a consumer that falls too far behind
 //!   with the last position it delivered, so the client can resume.
-//! * [`route`] — `GET /ws`: authentication and the upgrade.
+//!
+//! `GET /ws` (authentication and the upgrade) is the HTTP layer's, in
+//! `http/live.rs`; nothing here depends on `http`.
 
 pub mod hub;
-pub mod route;
 pub mod subscriber;
 
 pub use hub::{Hub, HubConfig};

@@ -1,4 +1,7 @@
-//! `GET /ws?workspace_id=&from=&batch=` — authenticate, pick the audience, upgrade.
+//! `GET /ws?workspace_id=&from=&batch=` — authenticate, pick the audience,
+//! upgrade, and hand the socket to a [`crate::ws`] subscriber. The route is
+//! the HTTP layer's; the feed itself (hub, subscribers) knows nothing of
+//! HTTP, so dependencies run one way: `http → ws → log`.
 //!
 //! The token comes from `Authorization: Bearer` or, for browser clients
 //! that cannot set headers on a websocket, `?token=`. A workspace token
@@ -20,13 +23,13 @@ use axum::Router;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::hub::TokenHolder;
-use super::subscriber::{self, Audience};
-use crate::http::auth::{authenticate, authenticate_token, Caller};
-use crate::http::error::ApiError;
-use crate::http::extract::ApiQuery;
-use crate::http::limits::ClientAddr;
-use crate::http::AppState;
+use super::auth::{authenticate, authenticate_token, Caller};
+use super::error::ApiError;
+use super::extract::ApiQuery;
+use super::limits::ClientAddr;
+use super::AppState;
+use crate::ws::hub::TokenHolder;
+use crate::ws::subscriber::{self, Audience};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(subscribe))

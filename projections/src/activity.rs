@@ -65,297 +65,243 @@ pub enum ActivityChange {
     },
 }
 
+/// The rows one delegation event adds share its delegation, its time and
+/// its place in the log; [`Rows::row`] fills those in once, and each arm of
+/// [`changes`] says only what differs.
+struct Rows<'a> {
+    entry: &'a LogEntry,
+    delegation_id: Uuid,
+    at: DateTime<Utc>,
+}
+
+impl Rows<'_> {
+    /// Row `ordinal` of the event (its id is derived from the event's place
+    /// in its aggregate, so re-applying the event is a no-op), in
+    /// `workspace`'s feed, about a message `from` → `to`.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        ordinal: i32,
+        workspace_id: Uuid,
+        activity_type: &'static str,
+        method: &'static str,
+        (from, to): (Uuid, Uuid),
+        summary: String,
+        status: &'static str,
+    ) -> ActivityRow {
+        let entry = self.entry;
+        ActivityRow {
+            id: Uuid::new_v5(
+                &ROW_ID_NAMESPACE,
+                format!(
+                    "{}/{}/{}/{}",
+                    entry.aggregate_type, entry.aggregate_id, entry.sequence, ordinal
+                )
+                .as_bytes(),
+            ),
+            workspace_id,
+            activity_type,
+            method: Some(method),
+            source_id: Some(from),
+            target_id: Some(to),
+            summary,
+            status: Some(status),
+            request_body: None,
+            response_body: None,
+            error_detail: None,
+            delegation_id: Some(self.delegation_id),
+            created_at: self.at,
+            log_position: entry.position,
+            ordinal,
+        }
+    }
+}
+
 /// The feed changes an event causes. Pure: no IO, no clock.
 pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
     let LedgerEvent::Delegation(event) = event else {
         return Vec::new();
     };
-    let row_id = |ordinal: i32| {
-        Uuid::new_v5(
-            &ROW_ID_NAMESPACE,
-            format!(
-                "{}/{}/{}/{}",
-                entry.aggregate_type, entry.aggregate_id, entry.sequence, ordinal
-            )
-            .as_bytes(),
-        )
+    let rows = Rows {
+        entry,
+        delegation_id: event.delegation_id(),
+        at: event.at(),
     };
+    let (source_id, target_id) = event.parties();
+    let delegation_id = event.delegation_id();
     // Every arm below but the attempt's has a status.
-    let status_of = |event: &DelegationEvent| {
-        event
-            .status()
-            .map_or(DelegationStatus::Pending.as_str(), DelegationStatus::as_str)
+    let status = event
+        .status()
+        .map_or(DelegationStatus::Pending.as_str(), DelegationStatus::as_str);
+    let update = |error_detail: Option<String>, response_body: Option<Value>| {
+        ActivityChange::UpdateDelegateRow {
+            delegation_id,
+            status,
+            error_detail,
+            response_body,
+        }
     };
     match event {
         DelegationEvent::DelegationSendAttempted { .. } => Vec::new(),
-        DelegationEvent::DelegationInputRequired {
-            delegation_id,
-            source_id,
-            target_id,
-            question,
-            at,
-            ..
-        } => vec![
-            ActivityChange::UpdateDelegateRow {
-                delegation_id: *delegation_id,
-                status: DelegationStatus::InputRequired.as_str(),
-                error_detail: None,
-                response_body: Some(
-                    json!({ "question": question, "delegation_id": delegation_id }),
-                ),
-            },
-            ActivityChange::Insert(ActivityRow {
-                id: row_id(0),
-                workspace_id: *source_id,
-                activity_type: "a2a_receive",
-                method: Some("input_required"),
-                source_id: Some(*target_id),
-                target_id: Some(*source_id),
-                summary: format!(
-                    "Question from {target_id}: {}",
-                    preview(question, SUMMARY_PREVIEW_CHARS)
-                ),
-                status: Some(DelegationStatus::InputRequired.as_str()),
-                request_body: None,
-                response_body: Some(
-                    json!({ "question": question, "delegation_id": delegation_id }),
-                ),
-                error_detail: None,
-                delegation_id: Some(*delegation_id),
-                created_at: *at,
-                log_position: entry.position,
-                ordinal: 0,
-            }),
-        ],
-        DelegationEvent::DelegationCanceled {
-            delegation_id,
-            source_id,
-            target_id,
-            reason,
-            at,
-            ..
-        } => {
-            let canceled = DelegationStatus::Canceled.as_str();
-            let outcome = |ordinal, activity_type, from, to, summary: String| {
+        DelegationEvent::DelegationInputRequired { question, .. } => {
+            let body = json!({ "question": question, "delegation_id": delegation_id });
+            vec![
+                update(None, Some(body.clone())),
                 ActivityChange::Insert(ActivityRow {
-                    id: row_id(ordinal),
-                    workspace_id: *source_id,
-                    activity_type,
-                    method: Some("delegate_result"),
-                    source_id: Some(from),
-                    target_id: Some(to),
-                    summary,
-                    status: Some(canceled),
-                    request_body: None,
+                    response_body: Some(body),
+                    ..rows.row(
+                        0,
+                        source_id,
+                        "a2a_receive",
+                        "input_required",
+                        (target_id, source_id),
+                        format!(
+                            "Question from {target_id}: {}",
+                            preview(question, SUMMARY_PREVIEW_CHARS)
+                        ),
+                        status,
+                    )
+                }),
+            ]
+        }
+        DelegationEvent::DelegationCanceled { reason, .. } => {
+            let error = format!("canceled: {reason}");
+            let outcome = |ordinal, activity_type, parties, summary| {
+                ActivityChange::Insert(ActivityRow {
                     response_body: Some(json!({ "delegation_id": delegation_id })),
-                    error_detail: Some(format!("canceled: {reason}")),
-                    delegation_id: Some(*delegation_id),
-                    created_at: *at,
-                    log_position: entry.position,
-                    ordinal,
+                    error_detail: Some(error.clone()),
+                    ..rows.row(
+                        ordinal,
+                        source_id,
+                        activity_type,
+                        "delegate_result",
+                        parties,
+                        summary,
+                        status,
+                    )
                 })
             };
             vec![
-                ActivityChange::UpdateDelegateRow {
-                    delegation_id: *delegation_id,
-                    status: canceled,
-                    error_detail: Some(format!("canceled: {reason}")),
-                    response_body: None,
-                },
+                update(Some(error.clone()), None),
                 outcome(
                     0,
                     "delegation",
-                    *source_id,
-                    *target_id,
+                    (source_id, target_id),
                     "Delegation canceled".to_string(),
                 ),
                 outcome(
                     1,
                     "a2a_receive",
-                    *target_id,
-                    *source_id,
+                    (target_id, source_id),
                     format!("Delegation to {target_id} canceled"),
                 ),
             ]
         }
-        DelegationEvent::DelegationSent {
-            delegation_id,
-            source_id,
-            target_id,
-            task,
-            at,
-            ..
-        } => vec![ActivityChange::Insert(ActivityRow {
-            id: row_id(0),
-            workspace_id: *source_id,
-            activity_type: "delegation",
-            method: Some("delegate"),
-            source_id: Some(*source_id),
-            target_id: Some(*target_id),
-            summary: format!("Delegating to {target_id}"),
-            status: Some(status_of(event)),
+        DelegationEvent::DelegationSent { task, .. } => vec![ActivityChange::Insert(ActivityRow {
             request_body: Some(json!({ "task": task, "delegation_id": delegation_id })),
-            response_body: None,
-            error_detail: None,
-            delegation_id: Some(*delegation_id),
-            created_at: *at,
-            log_position: entry.position,
-            ordinal: 0,
+            ..rows.row(
+                0,
+                source_id,
+                "delegation",
+                "delegate",
+                (source_id, target_id),
+                format!("Delegating to {target_id}"),
+                status,
+            )
         })],
         // The message addressed to a polling target: a row in *its* feed,
         // which it consumes with `since_id`.
-        DelegationEvent::DelegationDeliveredToInbox {
-            delegation_id,
-            source_id,
-            target_id,
-            task,
-            at,
-            ..
-        } => vec![
-            ActivityChange::UpdateDelegateRow {
-                delegation_id: *delegation_id,
-                status: status_of(event),
-                error_detail: None,
-                response_body: None,
-            },
+        DelegationEvent::DelegationDeliveredToInbox { task, .. } => vec![
+            update(None, None),
             ActivityChange::Insert(ActivityRow {
-                id: row_id(0),
-                workspace_id: *target_id,
-                activity_type: "a2a_receive",
-                method: Some("message/send"),
-                source_id: Some(*source_id),
-                target_id: Some(*target_id),
-                summary: format!("Task from {source_id}"),
-                status: Some("ok"),
                 request_body: Some(json!({ "task": task, "delegation_id": delegation_id })),
-                response_body: None,
-                error_detail: None,
-                delegation_id: Some(*delegation_id),
-                created_at: *at,
-                log_position: entry.position,
-                ordinal: 0,
+                ..rows.row(
+                    0,
+                    target_id,
+                    "a2a_receive",
+                    "message/send",
+                    (source_id, target_id),
+                    format!("Task from {source_id}"),
+                    "ok",
+                )
             }),
         ],
-        DelegationEvent::DelegationDispatched { delegation_id, .. }
-        | DelegationEvent::DelegationReceived { delegation_id, .. }
-        | DelegationEvent::DelegationInProgress { delegation_id, .. }
-        | DelegationEvent::DelegationQueued { delegation_id, .. } => {
-            vec![ActivityChange::UpdateDelegateRow {
-                delegation_id: *delegation_id,
-                status: status_of(event),
-                error_detail: None,
-                response_body: None,
-            }]
-        }
+        DelegationEvent::DelegationDispatched { .. }
+        | DelegationEvent::DelegationReceived { .. }
+        | DelegationEvent::DelegationInProgress { .. }
+        | DelegationEvent::DelegationQueued { .. } => vec![update(None, None)],
         DelegationEvent::DelegationCompleted {
-            delegation_id,
-            source_id,
-            target_id,
             result,
             response_preview,
-            at,
             ..
         } => {
-            let completed = DelegationStatus::Completed.as_str();
-            let outcome = |ordinal, activity_type, method, from, to, summary: String, status| {
+            let outcome = |ordinal, activity_type, parties, summary, status| {
                 ActivityChange::Insert(ActivityRow {
-                    id: row_id(ordinal),
-                    workspace_id: *source_id,
-                    activity_type,
-                    method: Some(method),
-                    source_id: Some(from),
-                    target_id: Some(to),
-                    summary,
-                    status: Some(status),
-                    request_body: None,
                     response_body: Some(json!({ "text": result, "delegation_id": delegation_id })),
-                    error_detail: None,
-                    delegation_id: Some(*delegation_id),
-                    created_at: *at,
-                    log_position: entry.position,
-                    ordinal,
+                    ..rows.row(
+                        ordinal,
+                        source_id,
+                        activity_type,
+                        "delegate_result",
+                        parties,
+                        summary,
+                        status,
+                    )
                 })
             };
             vec![
-                ActivityChange::UpdateDelegateRow {
-                    delegation_id: *delegation_id,
-                    status: completed,
-                    error_detail: None,
-                    response_body: Some(
-                        json!({ "text": response_preview, "delegation_id": delegation_id }),
-                    ),
-                },
+                update(
+                    None,
+                    Some(json!({ "text": response_preview, "delegation_id": delegation_id })),
+                ),
                 outcome(
                     0,
                     "delegation",
-                    "delegate_result",
-                    *source_id,
-                    *target_id,
+                    (source_id, target_id),
                     format!(
                         "Delegation completed ({})",
                         preview(result, SUMMARY_PREVIEW_CHARS)
                     ),
-                    completed,
+                    status,
                 ),
                 outcome(
                     1,
                     "a2a_receive",
-                    "delegate_result",
-                    *target_id,
-                    *source_id,
+                    (target_id, source_id),
                     format!("Result from {target_id}"),
                     "ok",
                 ),
             ]
         }
-        DelegationEvent::DelegationFailed {
-            delegation_id,
-            source_id,
-            target_id,
-            error,
-            at,
-            ..
-        } => {
-            let failed = DelegationStatus::Failed.as_str();
-            let outcome = |ordinal, activity_type, from, to, summary: String, status| {
+        DelegationEvent::DelegationFailed { error, .. } => {
+            let outcome = |ordinal, activity_type, parties, summary, status| {
                 ActivityChange::Insert(ActivityRow {
-                    id: row_id(ordinal),
-                    workspace_id: *source_id,
-                    activity_type,
-                    method: Some("delegate_result"),
-                    source_id: Some(from),
-                    target_id: Some(to),
-                    summary,
-                    status: Some(status),
-                    request_body: None,
                     response_body: Some(json!({ "delegation_id": delegation_id })),
                     error_detail: Some(error.clone()),
-                    delegation_id: Some(*delegation_id),
-                    created_at: *at,
-                    log_position: entry.position,
-                    ordinal,
+                    ..rows.row(
+                        ordinal,
+                        source_id,
+                        activity_type,
+                        "delegate_result",
+                        parties,
+                        summary,
+                        status,
+                    )
                 })
             };
             vec![
-                ActivityChange::UpdateDelegateRow {
-                    delegation_id: *delegation_id,
-                    status: failed,
-                    error_detail: Some(error.clone()),
-                    response_body: None,
-                },
+                update(Some(error.clone()), None),
                 outcome(
                     0,
                     "delegation",
-                    *source_id,
-                    *target_id,
+                    (source_id, target_id),
                     "Delegation failed".to_string(),
-                    failed,
+                    status,
                 ),
                 outcome(
                     1,
                     "a2a_receive",
-                    *target_id,
-                    *source_id,
+                    (target_id, source_id),
                     format!("Delegation to {target_id} failed"),
                     "error",
                 ),

@@ -118,117 +118,41 @@ fn delegation(position: i64, event: &DelegationEvent) -> Option<Broadcast> {
 }
 
 fn queue_item(position: i64, event: &QueueItemEvent) -> Broadcast {
-    let (kind, queue_id, target_id, caller_id, delegation_id, at, payload) = match event {
+    let (kind, mut payload) = match event {
         QueueItemEvent::QueueItemEnqueued {
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
             priority,
             expires_at,
-            at,
             ..
         } => (
             "QUEUE_ITEM_ENQUEUED",
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
             json!({ "priority": priority.value(), "expires_at": expires_at.map(timestamp) }),
         ),
-        QueueItemEvent::QueueItemDispatched {
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            attempt,
-            at,
-        } => (
-            "QUEUE_ITEM_DISPATCHED",
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
-            json!({ "attempt": attempt }),
-        ),
-        QueueItemEvent::QueueItemCompleted {
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
-            ..
-        } => (
-            "QUEUE_ITEM_COMPLETED",
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
-            json!({}),
-        ),
-        QueueItemEvent::QueueItemRequeued {
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            attempt,
-            error,
-            at,
-        } => (
+        QueueItemEvent::QueueItemDispatched { attempt, .. } => {
+            ("QUEUE_ITEM_DISPATCHED", json!({ "attempt": attempt }))
+        }
+        QueueItemEvent::QueueItemCompleted { .. } => ("QUEUE_ITEM_COMPLETED", json!({})),
+        QueueItemEvent::QueueItemRequeued { attempt, error, .. } => (
             "QUEUE_ITEM_REQUEUED",
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
             json!({ "attempt": attempt, "error": error }),
         ),
         QueueItemEvent::QueueItemFailed {
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            attempts,
-            error,
-            at,
+            attempts, error, ..
         } => (
             "QUEUE_ITEM_FAILED",
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
             json!({ "attempts": attempts, "error": error }),
         ),
-        QueueItemEvent::QueueItemExpired {
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
-        } => (
-            "QUEUE_ITEM_EXPIRED",
-            queue_id,
-            target_id,
-            caller_id,
-            delegation_id,
-            at,
-            json!({}),
-        ),
+        QueueItemEvent::QueueItemExpired { .. } => ("QUEUE_ITEM_EXPIRED", json!({})),
     };
-    let mut payload = payload;
-    payload["queue_id"] = json!(queue_id);
+    let (caller_id, target_id) = event.parties();
+    payload["queue_id"] = json!(event.queue_id());
     payload["target_id"] = json!(target_id);
     Broadcast {
         position,
         kind,
-        workspace_id: *caller_id,
-        counterpart_id: *target_id,
-        delegation_id: *delegation_id,
-        at: *at,
+        workspace_id: caller_id,
+        counterpart_id: target_id,
+        delegation_id: event.delegation_id(),
+        at: event.at(),
         payload,
     }
 }

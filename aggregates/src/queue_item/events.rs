@@ -140,6 +140,81 @@ pub enum QueueItemEvent {
     },
 }
 
+/// The fields every queue item event carries, for code that needs them
+/// whatever the event (projections, the live feed).
+impl QueueItemEvent {
+    pub fn queue_id(&self) -> Uuid {
+        self.common().0
+    }
+
+    /// `(caller, target)`: who parked the request and for whom.
+    pub fn parties(&self) -> (Uuid, Uuid) {
+        let (_, target_id, caller_id, _, _) = self.common();
+        (caller_id, target_id)
+    }
+
+    pub fn delegation_id(&self) -> Option<Uuid> {
+        self.common().3
+    }
+
+    pub fn at(&self) -> DateTime<Utc> {
+        self.common().4
+    }
+
+    /// `(queue_id, target_id, caller_id, delegation_id, at)`.
+    fn common(&self) -> (Uuid, Uuid, Uuid, Option<Uuid>, DateTime<Utc>) {
+        match self {
+            Self::QueueItemEnqueued {
+                queue_id,
+                target_id,
+                caller_id,
+                delegation_id,
+                at,
+                ..
+            }
+            | Self::QueueItemDispatched {
+                queue_id,
+                target_id,
+                caller_id,
+                delegation_id,
+                at,
+                ..
+            }
+            | Self::QueueItemCompleted {
+                queue_id,
+                target_id,
+                caller_id,
+                delegation_id,
+                at,
+                ..
+            }
+            | Self::QueueItemRequeued {
+                queue_id,
+                target_id,
+                caller_id,
+                delegation_id,
+                at,
+                ..
+            }
+            | Self::QueueItemFailed {
+                queue_id,
+                target_id,
+                caller_id,
+                delegation_id,
+                at,
+                ..
+            }
+            | Self::QueueItemExpired {
+                queue_id,
+                target_id,
+                caller_id,
+                delegation_id,
+                at,
+            } => (*queue_id, *target_id, *caller_id, *delegation_id, *at),
+        }
+    }
+}
+
 impl DomainEvent for QueueItemEvent {
     fn event_type(&self) -> String {
         match self {
@@ -155,5 +230,82 @@ impl DomainEvent for QueueItemEvent {
 
     fn event_version(&self) -> String {
         "1.0".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_queue_item_event_answers_its_item_parties_delegation_and_time() {
+        let (queue, target, caller, delegation) = (
+            Uuid::from_u128(1),
+            Uuid::from_u128(2),
+            Uuid::from_u128(3),
+            Some(Uuid::from_u128(4)),
+        );
+        let at = DateTime::UNIX_EPOCH + chrono::Duration::seconds(7);
+        let events = [
+            QueueItemEvent::QueueItemEnqueued {
+                queue_id: queue,
+                target_id: target,
+                caller_id: caller,
+                priority: Priority::Task,
+                method: "message/send".into(),
+                body: serde_json::json!({}),
+                idempotency_key: None,
+                expires_at: None,
+                delegation_id: delegation,
+                at,
+            },
+            QueueItemEvent::QueueItemDispatched {
+                queue_id: queue,
+                target_id: target,
+                caller_id: caller,
+                delegation_id: delegation,
+                attempt: 1,
+                at,
+            },
+            QueueItemEvent::QueueItemCompleted {
+                queue_id: queue,
+                target_id: target,
+                caller_id: caller,
+                delegation_id: delegation,
+                response_body: None,
+                at,
+            },
+            QueueItemEvent::QueueItemRequeued {
+                queue_id: queue,
+                target_id: target,
+                caller_id: caller,
+                delegation_id: delegation,
+                attempt: 1,
+                error: "busy".into(),
+                at,
+            },
+            QueueItemEvent::QueueItemFailed {
+                queue_id: queue,
+                target_id: target,
+                caller_id: caller,
+                delegation_id: delegation,
+                attempts: 3,
+                error: "gone".into(),
+                at,
+            },
+            QueueItemEvent::QueueItemExpired {
+                queue_id: queue,
+                target_id: target,
+                caller_id: caller,
+                delegation_id: delegation,
+                at,
+            },
+        ];
+        for event in events {
+            assert_eq!(event.queue_id(), queue, "{event:?}");
+            assert_eq!(event.parties(), (caller, target), "{event:?}");
+            assert_eq!(event.delegation_id(), delegation, "{event:?}");
+            assert_eq!(event.at(), at, "{event:?}");
+        }
     }
 }

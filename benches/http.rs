@@ -179,18 +179,7 @@ struct Workspace {
 }
 
 async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<Workspace> {
-    let id = Uuid::new_v4();
-    let body: serde_json::Value = client
-        .post(format!("{base}/registry/register"))
-        .json(&json!({ "id": id, "delivery_mode": "poll" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = body["auth_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no token: {body}"))?
-        .to_string();
+    let (id, token) = support::register_poll_workspace(client, base).await?;
     Ok(Workspace { id, token })
 }
 

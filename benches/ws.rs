@@ -81,8 +81,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(app.run_until(std::future::pending()));
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let (source, token) = register(&client, &base).await?;
-    let (target, _) = register(&client, &base).await?;
+    let (source, token) = support::register_poll_workspace(&client, &base).await?;
+    let (target, _) = support::register_poll_workspace(&client, &base).await?;
 
     println!("Delegation Ledger websocket benchmark");
     println!(
@@ -132,21 +132,6 @@ async fn main() -> anyhow::Result<()> {
     );
     database.stop().await?;
     Ok(())
-}
-
-async fn register(client: &reqwest::Client, base: &str) -> anyhow::Result<(Uuid, String)> {
-    let id = Uuid::new_v4();
-    let body: Value = client
-        .post(format!("{base}/registry/register"))
-        .json(&json!({ "id": id, "delivery_mode": "poll" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = body["auth_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no token: {body}"))?;
-    Ok((id, token.to_string()))
 }
 
 #[allow(clippy::too_many_arguments)]

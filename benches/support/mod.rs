@@ -97,3 +97,22 @@ pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
     let index = ((values.len() as f64 - 1.0) * p).round() as usize;
     values.get(index).copied().unwrap_or_default()
 }
+
+/// Register a poll-mode workspace over HTTP; its id and token.
+pub async fn register_poll_workspace(
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<(uuid::Uuid, String)> {
+    let id = uuid::Uuid::new_v4();
+    let body: serde_json::Value = client
+        .post(format!("{base}/registry/register"))
+        .json(&serde_json::json!({ "id": id, "delivery_mode": "poll" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = body["auth_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no token: {body}"))?;
+    Ok((id, token.to_string()))
+}

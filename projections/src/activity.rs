@@ -71,10 +71,37 @@ pub enum ActivityChange {
 struct Rows<'a> {
     entry: &'a LogEntry,
     delegation_id: Uuid,
+    source_id: Uuid,
     at: DateTime<Utc>,
 }
 
 impl Rows<'_> {
+    /// A `delegate_result` row in the source's feed of a delegation that
+    /// ended without a result (failed, canceled): it carries the error.
+    fn error_result(
+        &self,
+        ordinal: i32,
+        activity_type: &'static str,
+        parties: (Uuid, Uuid),
+        summary: String,
+        status: &'static str,
+        error: &str,
+    ) -> ActivityChange {
+        ActivityChange::Insert(ActivityRow {
+            response_body: Some(json!({ "delegation_id": self.delegation_id })),
+            error_detail: Some(error.to_string()),
+            ..self.row(
+                ordinal,
+                self.source_id,
+                activity_type,
+                "delegate_result",
+                parties,
+                summary,
+                status,
+            )
+        })
+    }
+
     /// Row `ordinal` of the event (its id is derived from the event's place
     /// in its aggregate, so re-applying the event is a no-op), in
     /// `workspace`'s feed, about a message `from` → `to`.
@@ -125,6 +152,7 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
     let rows = Rows {
         entry,
         delegation_id: event.delegation_id(),
+        source_id: event.parties().0,
         at: event.at(),
     };
     let (source_id, target_id) = event.parties();
@@ -166,34 +194,23 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
         }
         DelegationEvent::DelegationCanceled { reason, .. } => {
             let error = format!("canceled: {reason}");
-            let outcome = |ordinal, activity_type, parties, summary| {
-                ActivityChange::Insert(ActivityRow {
-                    response_body: Some(json!({ "delegation_id": delegation_id })),
-                    error_detail: Some(error.clone()),
-                    ..rows.row(
-                        ordinal,
-                        source_id,
-                        activity_type,
-                        "delegate_result",
-                        parties,
-                        summary,
-                        status,
-                    )
-                })
-            };
             vec![
                 update(Some(error.clone()), None),
-                outcome(
+                rows.error_result(
                     0,
                     "delegation",
                     (source_id, target_id),
                     "Delegation canceled".to_string(),
+                    status,
+                    &error,
                 ),
-                outcome(
+                rows.error_result(
                     1,
                     "a2a_receive",
                     (target_id, source_id),
                     format!("Delegation to {target_id} canceled"),
+                    status,
+                    &error,
                 ),
             ]
         }
@@ -273,40 +290,25 @@ pub fn changes(entry: &LogEntry, event: &LedgerEvent) -> Vec<ActivityChange> {
                 ),
             ]
         }
-        DelegationEvent::DelegationFailed { error, .. } => {
-            let outcome = |ordinal, activity_type, parties, summary, status| {
-                ActivityChange::Insert(ActivityRow {
-                    response_body: Some(json!({ "delegation_id": delegation_id })),
-                    error_detail: Some(error.clone()),
-                    ..rows.row(
-                        ordinal,
-                        source_id,
-                        activity_type,
-                        "delegate_result",
-                        parties,
-                        summary,
-                        status,
-                    )
-                })
-            };
-            vec![
-                update(Some(error.clone()), None),
-                outcome(
-                    0,
-                    "delegation",
-                    (source_id, target_id),
-                    "Delegation failed".to_string(),
-                    status,
-                ),
-                outcome(
-                    1,
-                    "a2a_receive",
-                    (target_id, source_id),
-                    format!("Delegation to {target_id} failed"),
-                    "error",
-                ),
-            ]
-        }
+        DelegationEvent::DelegationFailed { error, .. } => vec![
+            update(Some(error.clone()), None),
+            rows.error_result(
+                0,
+                "delegation",
+                (source_id, target_id),
+                "Delegation failed".to_string(),
+                status,
+                error,
+            ),
+            rows.error_result(
+                1,
+                "a2a_receive",
+                (target_id, source_id),
+                format!("Delegation to {target_id} failed"),
+                "error",
+                error,
+            ),
+        ],
     }
 }
 

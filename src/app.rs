@@ -22,6 +22,7 @@ use crate::http::{self, AppState};
 use crate::log::progress::{self, Progress};
 use crate::log::sequencer::{self, SequencerConfig};
 use crate::projection_runner;
+use crate::replicas::ReadPools;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::ws::{Hub, HubConfig};
 
@@ -88,8 +89,19 @@ impl Application {
         let key_secret =
             crate::secrets::installation_secret(&database.pool, crate::secrets::IDEMPOTENCY_KEYS)
                 .await?;
+        let reads = Arc::new(ReadPools::new(
+            database.pool.clone(),
+            background.progress.clone(),
+            config.reads.clone(),
+            &config.pool_settings(),
+        )?);
+        if reads.has_replicas() {
+            tasks.spawn(reads.clone().watch(trigger.subscribe()));
+            background.hub.read_replays_from(reads.clone());
+        }
         let state = AppState {
             pool: database.pool.clone(),
+            reads,
             bus,
             admin_token: admin_token.as_deref().map(Arc::from),
             limits: Arc::new(http::limits::RateLimits::new(&config.limits)),

@@ -43,6 +43,9 @@ pub struct Config {
     /// The ledger's own connections end a transaction left idle this long
     /// (so none of them can hold the log back).
     pub idle_in_transaction_timeout: Duration,
+    /// Read replicas, their lag bound, and how long a read waits for its
+    /// `min_position`.
+    pub reads: crate::replicas::ReadSettings,
     /// The dispatcher: whether this process campaigns to lead it, and how
     /// it sends, retries and follows.
     pub dispatch: crate::dispatch::DispatchConfig,
@@ -94,6 +97,7 @@ impl Default for Config {
             readiness_max_lag: 10_000,
             readiness_max_unpositioned_age: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(60),
+            reads: crate::replicas::ReadSettings::default(),
             dispatch: crate::dispatch::DispatchConfig::default(),
         }
     }

@@ -100,21 +100,34 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// A pool on `url` as `settings` say.
 pub async fn connect_with(url: &str, settings: &PoolSettings) -> anyhow::Result<PgPool> {
-    let mut options =
-        PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    if let Some(timeout) = settings.statement_timeout {
-        options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
-    }
-    options = options.options([(
-        "idle_in_transaction_session_timeout",
-        format!("{}ms", settings.idle_in_transaction_timeout.as_millis()),
-    )]);
+    pool_options(settings)
+        .connect_with(connect_options(url, settings)?)
+        .await
+        .with_context(|| format!("could not connect to PostgreSQL at {}", redact(url)))
+}
+
+/// A pool on `url` that connects on first use: a server that is down now
+/// (a read replica being rebuilt) does not stop the service from starting.
+pub fn connect_lazy_with(url: &str, settings: &PoolSettings) -> anyhow::Result<PgPool> {
+    Ok(pool_options(settings).connect_lazy_with(connect_options(url, settings)?))
+}
+
+fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_with(options)
-        .await
-        .with_context(|| format!("could not connect to PostgreSQL at {}", redact(url)))
+}
+
+fn connect_options(url: &str, settings: &PoolSettings) -> anyhow::Result<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(url)
+        .context("the database URL is not a valid PostgreSQL URL")?;
+    if let Some(timeout) = settings.statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+    }
+    Ok(options.options([(
+        "idle_in_transaction_session_timeout",
+        format!("{}ms", settings.idle_in_transaction_timeout.as_millis()),
+    )]))
 }
 
 /// Migrate on a connection of its own: a migration may run longer than a

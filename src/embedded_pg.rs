@@ -399,6 +399,65 @@ impl EmbeddedPostgres {
         )
     }
 
+    /// A streaming standby of this cluster under `data_dir`: a base backup
+    /// taken with `pg_basebackup -R` (which also writes the standby's
+    /// connection back to this server), started on a free port with the
+    /// same superuser password. It serves read-only queries and replays
+    /// this server's WAL until stopped.
+    ///
+    /// Why: the read-replica tests need a real standby of the primary they
+    /// write to; it is managed (started, stopped, dropped) like any
+    /// embedded cluster.
+    pub async fn start_standby(&self, data_dir: &Path) -> Result<EmbeddedPostgres> {
+        if self.stopped.load(Ordering::SeqCst) {
+            bail!("cannot back up a stopped embedded PostgreSQL server");
+        }
+        check_shell_safe(data_dir)?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("failed to create {}", data_dir.display()))?;
+        if let Some(ra) = &self.run_as {
+            std::os::unix::fs::chown(data_dir, Some(ra.uid), Some(ra.gid)).with_context(|| {
+                format!("failed to chown {} to `{}`", data_dir.display(), ra.user)
+            })?;
+        }
+        let basebackup = self.client_tool("pg_basebackup")?;
+        let port = self.port.to_string();
+        let pgdata = data_dir.join("pgdata");
+        let args: Vec<OsString> = vec![
+            "-D".into(),
+            pgdata.clone().into(),
+            "-R".into(),
+            "-X".into(),
+            "stream".into(),
+            "-c".into(),
+            "fast".into(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.into(),
+            "-U".into(),
+            PG_USER.into(),
+            "-w".into(),
+        ];
+        let out = Invocation::new(self.run_as.as_ref(), &basebackup, &args)
+            .output_with_password(&self.password)
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "pg_basebackup from 127.0.0.1:{} failed ({}): {}",
+                self.port,
+                out.status,
+                describe_output(&out)
+            );
+        }
+        write_private_file(&data_dir.join(PASSWORD_FILE), &self.password)?;
+        EmbeddedPostgres::start(EmbeddedOptions {
+            data_dir: data_dir.to_path_buf(),
+            ephemeral: true,
+        })
+        .await
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`); calling it again is a no-op.
     ///
     /// Why: a clean shutdown checkpoints, so the next start needs no crash recovery and

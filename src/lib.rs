@@ -47,6 +47,7 @@ pub mod log;
 pub mod metrics;
 pub mod projection_runner;
 pub mod rebuild;
+pub mod replicas;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

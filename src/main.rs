@@ -112,7 +112,32 @@ struct ServeArgs {
     )]
     readiness_max_unpositioned_age: u64,
     #[command(flatten)]
+    reads: ReadArgs,
+    #[command(flatten)]
     security: SecurityArgs,
+}
+
+/// Where reads go, and how long a read waits for its `min_position`.
+#[derive(Debug, Args)]
+struct ReadArgs {
+    /// A read replica (a PostgreSQL streaming standby of the database):
+    /// GET routes, replays and audit queries read from it. Repeat the flag,
+    /// or give a comma-separated list, for several.
+    #[arg(
+        long = "read-database-url",
+        env = "LEDGER_READ_DATABASE_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    read_database_urls: Vec<String>,
+    /// A replica whose views are more than this many log positions behind
+    /// the primary's stops serving reads until it catches up.
+    #[arg(long, env = "LEDGER_REPLICA_MAX_LAG", default_value_t = 10_000)]
+    replica_max_lag: i64,
+    /// Longest a read waits for the views to reach its `min_position`, in
+    /// seconds, before answering 503.
+    #[arg(long, env = "LEDGER_MIN_POSITION_WAIT", default_value_t = 5)]
+    min_position_wait: u64,
 }
 
 /// Where the service may connect and how much one caller may ask of it.
@@ -204,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
                 delegation_deadline,
                 max_delegation_deadline,
                 readiness_max_unpositioned_age,
+                reads,
                 security,
             } = *serve;
             let defaults = Config::default();
@@ -231,6 +257,11 @@ async fn main() -> anyhow::Result<()> {
                 readiness_max_unpositioned_age: Duration::from_secs(
                     readiness_max_unpositioned_age.max(1),
                 ),
+                reads: ledger::replicas::ReadSettings {
+                    replica_urls: reads.read_database_urls,
+                    max_lag: reads.replica_max_lag.max(0),
+                    min_position_wait: Duration::from_secs(reads.min_position_wait),
+                },
                 outbound: security.allow_outbound,
                 acquire_timeout: Duration::from_secs(security.db_acquire_timeout.max(1)),
                 statement_timeout: Duration::from_secs(security.db_statement_timeout.max(1)),

@@ -21,6 +21,10 @@ pub const DISPATCH_OUTCOMES: &str = "ledger_dispatch_outcomes_total";
 /// Sends a delegation may count as uncertain: resent without a way to
 /// check that the earlier one had not arrived.
 pub const DISPATCH_UNCERTAIN: &str = "ledger_dispatch_uncertain_total";
+/// Positions a read replica's views are behind the primary's, by `replica`.
+pub const REPLICA_LAG: &str = "ledger_replica_lag_positions";
+/// 1 when a read replica answered its last check, else 0, by `replica`.
+pub const REPLICA_UP: &str = "ledger_replica_up";
 
 /// Latency buckets in seconds.
 const BUCKETS: &[f64] = &[
@@ -63,6 +67,14 @@ pub fn install() -> PrometheusHandle {
             ::metrics::describe_counter!(
                 DISPATCH_UNCERTAIN,
                 "Sends resent without a way to check the earlier one had not arrived."
+            );
+            ::metrics::describe_gauge!(
+                REPLICA_LAG,
+                "Log positions a read replica's views are behind the primary's."
+            );
+            ::metrics::describe_gauge!(
+                REPLICA_UP,
+                "1 when a read replica answered its last check, else 0."
             );
             let upkeep = handle.clone();
             std::thread::Builder::new()

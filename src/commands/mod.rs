@@ -28,6 +28,7 @@
 
 pub mod append;
 pub mod group;
+pub mod position;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -39,7 +40,7 @@ use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventS
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
-use crate::log::{Progress, Watermark};
+use crate::log::{Progress, Visibility, Watermark};
 
 /// How often a command is re-decided after losing an optimistic-concurrency
 /// race before the caller gets a conflict.
@@ -59,6 +60,10 @@ pub struct Executed<A> {
     /// Where the last event committed is in the event table, for
     /// [`CommandBus::wait_for_views`] (`None` for a no-op).
     pub watermark: Option<Watermark>,
+    /// A log position at or after the command's last event (for a no-op,
+    /// the head known when it was decided); `None` when the events were
+    /// not positioned before the visibility timeout, or not awaited.
+    pub position: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,21 +187,31 @@ impl CommandBus {
             .committer::<A>()
             .submit(aggregate_id, command, metadata)
             .await?;
-        let visible = match decided.watermark {
-            None => true,
+        let seen = match decided.watermark {
+            None => Visibility {
+                position: Some(self.progress.head()),
+                visible: true,
+            },
             Some(mark) if self.wait_for_views => self.wait_visible(mark).await,
             Some(_) => {
                 // Still position the events promptly.
                 self.progress.wake_sequencer();
-                false
+                Visibility {
+                    position: None,
+                    visible: false,
+                }
             }
         };
+        if let Some(reached) = seen.position {
+            position::note(reached);
+        }
         Ok(Executed {
             state: decided.state,
             committed: decided.committed,
-            visible,
+            visible: seen.visible,
             last_sequence: decided.last_sequence,
             watermark: decided.watermark,
+            position: seen.position,
         })
     }
 
@@ -242,6 +257,7 @@ impl CommandBus {
                     visible: true,
                     last_sequence: None,
                     watermark: None,
+                    position: None,
                 });
             }
             let first = context.current_sequence + 1;
@@ -268,6 +284,7 @@ impl CommandBus {
                         visible: false,
                         last_sequence: Some(last_sequence),
                         watermark: None,
+                        position: None,
                     });
                 }
                 Err(append::AppendError::Conflict) => continue,
@@ -290,17 +307,21 @@ impl CommandBus {
     /// the event at `watermark` — and so everything committed before it —
     /// is in every view. One wait for a batch of commands.
     pub async fn wait_for_views(&self, watermark: Watermark) -> bool {
-        self.wait_visible(watermark).await
+        let seen = self.wait_visible(watermark).await;
+        if let Some(reached) = seen.position {
+            position::note(reached);
+        }
+        seen.visible
     }
 
     /// Read-your-writes: wait until the event is sequenced and projected.
-    async fn wait_visible(&self, mark: Watermark) -> bool {
+    async fn wait_visible(&self, mark: Watermark) -> Visibility {
         self.progress.wake_sequencer();
         let visible = self
             .progress
             .wait_visible(mark, self.visibility_timeout)
             .await;
-        if !visible {
+        if !visible.visible {
             tracing::warn!(
                 tx_id = mark.tx_id,
                 event_id = mark.event_id,

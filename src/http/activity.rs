@@ -1,7 +1,6 @@
 //! The activity feed: newest first for a dashboard, or oldest first after a
 //! cursor row (`since_id`) for a poller that must not miss a row.
 
-use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -11,6 +10,7 @@ use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::consistency::ReadPool;
 use super::error::ApiError;
 use super::extract::{parse_limit, parse_uuid, ApiPath, ApiQuery};
 use super::AppState;
@@ -95,10 +95,10 @@ fn parse_since_secs(value: Option<&str>) -> Result<Option<i64>, ApiError> {
         (status = 410, description = "since_id is not a row of this workspace's feed", body = crate::http::error::ErrorBody),
     ))]
 async fn activity(
-    State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ActivityQuery>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<Vec<ActivityRow>>, ApiError> {
     let workspace = Uuid::parse_str(&id)
         .map_err(|_| ApiError::not_found(format!("workspace {id} not found")))?;
@@ -121,7 +121,7 @@ async fn activity(
             )
             .bind(cursor_id)
             .bind(workspace)
-            .fetch_optional(&state.pool)
+            .fetch_optional(&reads)
             .await?;
             Some(position.ok_or_else(|| {
                 ApiError::Gone(format!(
@@ -162,7 +162,7 @@ async fn activity(
     sql.push(" limit ").push_bind(limit);
     let rows = sql
         .build_query_as::<ActivityRow>()
-        .fetch_all(&state.pool)
+        .fetch_all(&reads)
         .await?;
     Ok(Json(rows))
 }

@@ -29,7 +29,6 @@ use aggregates::idempotency_key::IdempotencyKey;
 use aggregates::queue_item::QueueItem;
 use aggregates::workspace::Workspace;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -45,6 +44,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::consistency::ReadPool;
 use super::error::ApiError;
 use super::extract::{parse_limit, parse_uuid, ApiPath, ApiQuery};
 use super::AppState;
@@ -403,22 +403,22 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         (status = 403, description = "A workspace token: the audit API needs the admin token", body = crate::http::error::ErrorBody),
     ))]
 async fn events(
-    State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Response, ApiError> {
     require_admin(caller)?;
     let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let selection = Selection::parse(query)?;
     if wants_ndjson(&headers) {
-        return Ok(stream_ndjson(state.pool.clone(), selection));
+        return Ok(stream_ndjson(reads.clone(), selection));
     }
     let events = selection
         .query(Some(limit))
         .build()
         .try_map(|row: PgRow| audit_event(&row))
-        .fetch_all(&state.pool)
+        .fetch_all(&reads)
         .await?;
     let next_after = if events.len() as i64 == limit {
         events.last().map(|event| event.position)
@@ -554,10 +554,10 @@ struct StreamAudit {
         (status = 409, description = "An event cannot be folded (see /audit/verify)", body = crate::http::error::ErrorBody),
     ))]
 async fn stream(
-    State(state): State<AppState>,
     caller: Caller,
     ApiPath((aggregate_type, aggregate_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<StreamQuery>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<StreamAudit>, ApiError> {
     require_admin(caller)?;
     let aggregate_type = parse_aggregate_type(&aggregate_type)?;
@@ -585,7 +585,7 @@ async fn stream(
     let events = sql
         .build()
         .try_map(|row: PgRow| audit_event(&row))
-        .fetch_all(&state.pool)
+        .fetch_all(&reads)
         .await?;
     let Some(last) = events.last() else {
         let scope = match as_of {
@@ -703,9 +703,9 @@ struct VerifyQuery {
         (status = 403, description = "A workspace token: the audit API needs the admin token", body = crate::http::error::ErrorBody),
     ))]
 async fn verify_chain(
-    State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<VerifyQuery>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<Verification>, ApiError> {
     require_admin(caller)?;
     let from = query
@@ -725,7 +725,7 @@ async fn verify_chain(
             )));
         }
     }
-    Ok(Json(verify::verify(&state.pool, from, to).await?))
+    Ok(Json(verify::verify(&reads, from, to).await?))
 }
 
 /// The OpenAPI description of these routes (assembled in `super::openapi`).

@@ -24,6 +24,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::consistency::ReadPool;
 use super::error::ApiError;
 use super::extract::{parse_limit, parse_uuid, ApiJson, ApiPath, ApiQuery};
 use super::{now, AppState};
@@ -625,10 +626,10 @@ struct ListQuery {
         (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
     ))]
 async fn list(
-    State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
@@ -641,7 +642,7 @@ async fn list(
     )
     .bind(workspace)
     .bind(limit)
-    .fetch_all(&state.pool)
+    .fetch_all(&reads)
     .await?;
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
@@ -676,9 +677,9 @@ async fn list(
         (status = 404, description = "No such workspace or delegation (or not the caller's)", body = crate::http::error::ErrorBody),
     ))]
 async fn get_one(
-    State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, delegation_id)): ApiPath<(String, String)>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<Value>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
@@ -690,7 +691,7 @@ async fn get_one(
     )
     .bind(delegation_id)
     .bind(workspace)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&reads)
     .await?
     .ok_or_else(not_found)?;
     let mut body = json!({

@@ -120,12 +120,23 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         if parts.uri.query().is_some_and(has_percent_nul) {
             return Err(nul_rejected("the query string"));
         }
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
+        // `min_position` belongs to every GET (see `super::consistency`),
+        // not to any route's own parameters.
+        let uri = match parts.uri.query() {
+            Some(query) if query.contains(super::consistency::MIN_POSITION_PARAM) => {
+                let kept = super::consistency::without_min_position(query);
+                let rebuilt = format!("{}?{kept}", parts.uri.path());
+                rebuilt
+                    .parse::<axum::http::Uri>()
+                    .map_err(|_| ApiError::bad_request("the query string is malformed"))?
+            }
+            _ => parts.uri.clone(),
+        };
+        axum::extract::Query::<T>::try_from_uri(&uri)
             .map(|axum::extract::Query(value)| Self(value))
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }

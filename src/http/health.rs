@@ -87,16 +87,39 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         .into_iter()
         .map(|(name, checkpoint, _)| (name, checkpoint))
         .collect();
-    (
-        StatusCode::OK,
-        Json(json!({
-            "status": "ready",
-            "head": status.head,
-            "projections": projections,
-            "unpositioned": status.unpositioned,
-            "oldest_unpositioned_seconds": status.oldest_unpositioned_seconds,
-        })),
-    )
+    let mut ready = json!({
+        "status": "ready",
+        "head": status.head,
+        "projections": projections,
+        "unpositioned": status.unpositioned,
+        "oldest_unpositioned_seconds": status.oldest_unpositioned_seconds,
+    });
+    if state.reads.has_replicas() {
+        ready["replicas"] = replicas(&state);
+    }
+    (StatusCode::OK, Json(ready))
+}
+
+/// Each read replica as last checked. A replica that is down or lags more
+/// than the bound is out of rotation (`serving: false`) but does not make
+/// the node unready: its reads go to the primary meanwhile.
+fn replicas(state: &AppState) -> Value {
+    let bound = state.reads.max_lag();
+    state
+        .reads
+        .status()
+        .into_iter()
+        .map(|replica| {
+            json!({
+                "replica": replica.name,
+                "reachable": replica.reachable,
+                "applied": replica.applied,
+                "lag": replica.lag,
+                "max_lag": bound,
+                "serving": replica.serving,
+            })
+        })
+        .collect()
 }
 
 /// The OpenAPI description of these routes (assembled in `super::openapi`).

@@ -72,6 +72,7 @@ async fn subscribe(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     ApiQuery(query): ApiQuery<SubscribeQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -123,7 +124,11 @@ async fn subscribe(
             )))
         }
     };
+    let wanted = super::consistency::min_position_of(&uri, &headers)?;
     let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    if let Some(wanted) = wanted {
+        super::consistency::wait_for_live(&state, wanted).await?;
+    }
     let hub = state.hub.clone();
     let incoming = hub.config().max_incoming_bytes.max(256);
     let holder = match caller {

@@ -4,6 +4,7 @@
 mod activity;
 mod audit;
 pub mod auth;
+pub mod consistency;
 mod console;
 mod delegations;
 mod domain_errors;
@@ -40,7 +41,10 @@ use limits::{Limits, RateLimits};
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
+    /// The primary: commands, authentication, health.
     pub pool: PgPool,
+    /// Where GET routes read (replicas or the primary), at a position.
+    pub reads: Arc<crate::replicas::ReadPools>,
     pub bus: CommandBus,
     /// The operator's token; None disables admin access.
     pub admin_token: Option<Arc<str>>,
@@ -94,6 +98,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router
         .merge(audit::router())
         .merge(openapi::router())
         .merge(console::router())
+        .layer(axum::middleware::from_fn(consistency::stamp_position))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(

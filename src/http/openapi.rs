@@ -135,6 +135,75 @@ fn add_bound_responses(doc: &mut Document) {
     }
 }
 
+/// The consistency tokens (see `super::consistency`): every command's 2xx
+/// answer names the position it reached; every read of the ledger's data
+/// may name a position it must see, and answers 503 when the views did not
+/// reach it in time.
+fn add_consistency(doc: &mut Document) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::Type;
+    use utoipa::openapi::{HeaderBuilder, ObjectBuilder, Required};
+    const DATA_TAGS: [&str; 6] = [
+        "registry",
+        "delegations",
+        "activity",
+        "queue",
+        "audit",
+        "live",
+    ];
+    let position = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+    };
+    let min_position = |place: ParameterIn, name: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(place)
+            .required(Required::False)
+            .schema(Some(position()))
+            .description(Some(
+                "Serve the read only once the views it reads have applied this log position (a command's X-Ledger-Position); 503 with Retry-After when they do not within the configured wait",
+            ))
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        for operation in [&mut item.get].into_iter().flatten() {
+            let reads_data = operation
+                .tags
+                .iter()
+                .flatten()
+                .any(|tag| DATA_TAGS.contains(&tag.as_str()));
+            if reads_data {
+                let parameters = operation.parameters.get_or_insert_with(Vec::new);
+                parameters.push(min_position(
+                    ParameterIn::Query,
+                    super::consistency::MIN_POSITION_PARAM,
+                ));
+                parameters.push(min_position(ParameterIn::Header, "X-Ledger-Min-Position"));
+            }
+        }
+        for operation in [&mut item.post].into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let utoipa::openapi::RefOr::T(response) = response else {
+                    continue;
+                };
+                if status.starts_with('2') {
+                    response.headers.insert(
+                        "X-Ledger-Position".to_string(),
+                        HeaderBuilder::new()
+                            .schema(position())
+                            .description(Some(
+                                "The log position the command's events reached (also the body's `position` field): pass it as min_position to read your own write on any node or replica",
+                            ))
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The whole document.
 pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
@@ -148,6 +217,7 @@ pub fn document() -> Document {
     doc.merge(super::audit::Api::openapi());
     doc.merge(super::console::Api::openapi());
     add_bound_responses(&mut doc);
+    add_consistency(&mut doc);
     doc
 }
 

@@ -2,7 +2,6 @@
 //! status, read from the `a2a_queue` view. An item is visible to its target
 //! workspace and to its caller; to anyone else it does not exist (404).
 
-use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -11,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::consistency::ReadPool;
 use super::error::ApiError;
 use super::extract::{parse_limit, ApiPath, ApiQuery};
 use super::AppState;
@@ -87,10 +87,10 @@ struct QueueList {
         (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
     ))]
 async fn list(
-    State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<QueueList>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
@@ -106,7 +106,7 @@ async fn list(
         "select count(*) from a2a_queue where workspace_id = $1 and status = 'queued'",
     )
     .bind(workspace)
-    .fetch_one(&state.pool)
+    .fetch_one(&reads)
     .await?;
     let items = sqlx::query_as::<_, QueueItemView>(&format!(
         "select {COLUMNS} from a2a_queue where workspace_id = $1 \
@@ -116,7 +116,7 @@ async fn list(
     .bind(workspace)
     .bind(query.status)
     .bind(limit)
-    .fetch_all(&state.pool)
+    .fetch_all(&reads)
     .await?;
     Ok(Json(QueueList { depth, items }))
 }
@@ -133,9 +133,9 @@ async fn list(
         (status = 404, description = "No such item for this workspace (or not the caller's workspace)", body = crate::http::error::ErrorBody),
     ))]
 async fn get_one(
-    State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, queue_id)): ApiPath<(String, String)>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<QueueItemView>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("queue item {queue_id} not found"));
@@ -146,7 +146,7 @@ async fn get_one(
     ))
     .bind(queue_id)
     .bind(workspace)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&reads)
     .await?
     .map(Json)
     .ok_or_else(not_found)

@@ -19,6 +19,7 @@ use crate::a2a::ProtocolVersion;
 use crate::dispatch::drain::drain;
 
 use super::auth::{authenticate, hash_token, new_token, Caller};
+use super::consistency::ReadPool;
 use super::error::ApiError;
 use super::extract::{parse_uuid, ApiJson, ApiPath};
 use super::limits::ClientAddr;
@@ -401,9 +402,9 @@ struct DiscoverResponse {
         (status = 404, description = "No such workspace", body = crate::http::error::ErrorBody),
     ))]
 async fn discover(
-    State(state): State<AppState>,
     _caller: Caller,
     ApiPath(id): ApiPath<String>,
+    ReadPool(reads): ReadPool,
 ) -> Result<Json<DiscoverResponse>, ApiError> {
     let not_found = || ApiError::not_found(format!("workspace {id} not found"));
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
@@ -411,7 +412,7 @@ async fn discover(
         "select id, url, delivery_mode from workspaces where id = $1",
     )
     .bind(id)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&reads)
     .await?
     .map(Json)
     .ok_or_else(not_found)

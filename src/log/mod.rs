@@ -16,5 +16,5 @@ pub mod sequencer;
 pub mod status;
 pub mod verify;
 
-pub use progress::{Progress, Watermark};
+pub use progress::{Progress, Visibility, Watermark};
 pub use reader::LogReader;

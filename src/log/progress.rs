@@ -40,6 +40,16 @@ pub struct Sequenced {
     pub watermark: Watermark,
 }
 
+/// How a read-your-writes wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visibility {
+    /// A log position at or after the awaited event (`None`: the event was
+    /// not positioned before the timeout).
+    pub position: Option<i64>,
+    /// Whether every projection applied it before the timeout.
+    pub visible: bool,
+}
+
 #[derive(Debug)]
 pub struct Progress {
     sequenced: watch::Sender<Sequenced>,
@@ -116,26 +126,61 @@ impl Progress {
     }
 
     /// Wait until the event at `mark` is sequenced and every projection has
-    /// applied it. Returns false when `timeout` passed first.
-    pub async fn wait_visible(&self, mark: Watermark, timeout: Duration) -> bool {
-        let wait = async {
-            let mut sequenced = self.sequenced.subscribe();
-            let head = match sequenced.wait_for(|s| s.watermark >= mark).await {
-                Ok(state) => state.head,
-                Err(_) => return false,
-            };
-            let mut projected = self.projected.subscribe();
-            let reached = projected
+    /// applied it, bounded by `timeout`. The answer carries the log head
+    /// reached once the event was sequenced — a position at or after the
+    /// event's own, which a later read can name as its `min_position`.
+    pub async fn wait_visible(&self, mark: Watermark, timeout: Duration) -> Visibility {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut sequenced = self.sequenced.subscribe();
+        let sequenced =
+            tokio::time::timeout_at(deadline, sequenced.wait_for(|s| s.watermark >= mark));
+        let head = match sequenced.await {
+            Ok(Ok(state)) => state.head,
+            _ => {
+                return Visibility {
+                    position: None,
+                    visible: false,
+                }
+            }
+        };
+        Visibility {
+            position: Some(head),
+            visible: self.wait_applied_until(head, deadline).await,
+        }
+    }
+
+    /// Wait until every projection has applied `position`, bounded by
+    /// `timeout`; false when the time ran out first.
+    pub async fn wait_applied(&self, position: i64, timeout: Duration) -> bool {
+        self.wait_applied_until(position, tokio::time::Instant::now() + timeout)
+            .await
+    }
+
+    async fn wait_applied_until(&self, position: i64, deadline: tokio::time::Instant) -> bool {
+        let mut projected = self.projected.subscribe();
+        let reached = async move {
+            projected
                 .wait_for(|known| {
                     self.projection_names
                         .iter()
-                        .all(|name| known.get(name).is_some_and(|p| *p >= head))
+                        .all(|name| known.get(name).is_some_and(|p| *p >= position))
                 })
                 .await
-                .is_ok();
-            reached
+                .is_ok()
         };
-        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+        tokio::time::timeout_at(deadline, reached)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The position every projection has applied (the lowest checkpoint).
+    pub fn applied(&self) -> i64 {
+        let known = self.projected.borrow();
+        self.projection_names
+            .iter()
+            .map(|name| known.get(name).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Read head, watermark and checkpoints from the tables.

@@ -21,6 +21,7 @@ use projections::broadcast::{broadcast, Broadcast};
 use tokio::sync::{broadcast as channel, watch};
 
 use crate::log::{LogReader, Progress};
+use crate::replicas::ReadPools;
 use crate::shutdown::Shutdown;
 
 /// Entries read per query while following the log.
@@ -121,6 +122,8 @@ pub struct Hub {
     /// The same, by token.
     per_token: std::sync::Mutex<std::collections::HashMap<TokenHolder, usize>>,
     reader: LogReader,
+    /// Replicas replays may read from (none: every replay reads `reader`).
+    replays: std::sync::OnceLock<Arc<ReadPools>>,
     config: HubConfig,
     recent: std::sync::RwLock<Recent>,
 }
@@ -150,6 +153,7 @@ impl Hub {
             connected: watch::channel(0).0,
             per_token: Default::default(),
             reader,
+            replays: std::sync::OnceLock::new(),
             recent: std::sync::RwLock::new(Recent {
                 after: start,
                 messages: Default::default(),
@@ -164,6 +168,31 @@ impl Hub {
 
     pub fn reader(&self) -> &LogReader {
         &self.reader
+    }
+
+    /// Let replays read from `reads`' replicas.
+    pub fn read_replays_from(&self, reads: Arc<ReadPools>) {
+        let _ = self.replays.set(reads);
+    }
+
+    /// A reader for a replay up to `upto`: a replica in rotation whose
+    /// views (and so its log) have reached `upto`, else the primary's. The
+    /// hub itself follows the primary, so a replay from a replica that
+    /// had not reached `upto` would leave a gap at the seam.
+    pub fn replay_reader(&self, upto: i64) -> LogReader {
+        match self.replays.get().and_then(|reads| reads.pool_at(upto)) {
+            Some(pool) => LogReader::new(pool),
+            None => self.reader.clone(),
+        }
+    }
+
+    /// Wait until the hub has published `position`, at most `timeout`.
+    pub async fn wait_for_position(&self, position: i64, timeout: std::time::Duration) -> bool {
+        let mut published = self.position.subscribe();
+        let reached = async move { published.wait_for(|at| *at >= position).await.is_ok() };
+        tokio::time::timeout(timeout, reached)
+            .await
+            .unwrap_or(false)
     }
 
     /// A live receiver, and the position up to which the log must be

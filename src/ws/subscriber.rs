@@ -174,11 +174,11 @@ impl Connection {
                     continue;
                 }
                 let batch = REPLAY_BATCH.min(upto - self.cursor);
+                let reader = self.hub.replay_reader(upto);
                 let read = match self.audience {
-                    Audience::Everything => self.hub.reader().read_after(self.cursor, batch).await,
+                    Audience::Everything => reader.read_after(self.cursor, batch).await,
                     Audience::Workspace(id) => {
-                        self.hub
-                            .reader()
+                        reader
                             .read_for_workspace(id, self.cursor, upto, batch)
                             .await
                     }

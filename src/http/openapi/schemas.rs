@@ -134,4 +134,23 @@ pub struct Ready {
     pub unpositioned: i64,
     /// Age of the oldest of them, in seconds (0 when none).
     pub oldest_unpositioned_seconds: f64,
+    /// Each read replica (only when some are configured).
+    pub replicas: Option<Vec<ReplicaReady>>,
+}
+
+/// A read replica in `/readyz`.
+#[derive(ToSchema)]
+pub struct ReplicaReady {
+    /// Its URL, without the password.
+    pub replica: String,
+    /// Whether it answered its last check.
+    pub reachable: bool,
+    /// The log position every view has applied there.
+    pub applied: i64,
+    /// Positions behind the primary's views.
+    pub lag: i64,
+    /// The bound past which it stops serving reads.
+    pub max_lag: i64,
+    /// Whether reads go to it now (reachable and within the bound).
+    pub serving: bool,
 }

@@ -142,7 +142,9 @@ fn add_bound_responses(doc: &mut Document) {
 fn add_consistency(doc: &mut Document) {
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::schema::Type;
-    use utoipa::openapi::{HeaderBuilder, ObjectBuilder, Required};
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, Required, ResponseBuilder,
+    };
     const DATA_TAGS: [&str; 6] = [
         "registry",
         "delegations",
@@ -181,6 +183,21 @@ fn add_consistency(doc: &mut Document) {
                     super::consistency::MIN_POSITION_PARAM,
                 ));
                 parameters.push(min_position(ParameterIn::Header, "X-Ledger-Min-Position"));
+                operation
+                    .responses
+                    .responses
+                    .entry("400".to_string())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description("A parameter is malformed (e.g. min_position is not a non-negative integer)")
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .into()
+                    });
             }
         }
         for operation in [&mut item.post].into_iter().flatten() {

@@ -26,6 +26,10 @@ pub const REPLICA_LAG: &str = "ledger_replica_lag_positions";
 /// 1 when a read replica answered its last check, else 0, by `replica`.
 pub const REPLICA_UP: &str = "ledger_replica_up";
 
+/// Pages of websocket replay read from the database, by `source`
+/// (`replica` or `primary`).
+pub const REPLAY_READS: &str = "ledger_replay_reads_total";
+
 /// Latency buckets in seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -75,6 +79,10 @@ pub fn install() -> PrometheusHandle {
             ::metrics::describe_gauge!(
                 REPLICA_UP,
                 "1 when a read replica answered its last check, else 0."
+            );
+            ::metrics::describe_counter!(
+                REPLAY_READS,
+                "Pages of websocket replay read from the database, by source (replica or primary)."
             );
             let upkeep = handle.clone();
             std::thread::Builder::new()

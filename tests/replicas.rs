@@ -40,7 +40,11 @@ struct Replicated {
 
 /// A primary with the ledger's database, its streaming standby, and a
 /// service writing to the one and reading from the other.
-async fn replicated(wait: Duration, max_lag: i64) -> Replicated {
+async fn replicated(
+    wait: Duration,
+    max_lag: i64,
+    adjust: impl FnOnce(&mut ledger::config::Config),
+) -> Replicated {
     let dir = traversable_tempdir();
     let primary = EmbeddedPostgres::start(EmbeddedOptions {
         data_dir: dir.path().join("primary"),
@@ -71,6 +75,7 @@ async fn replicated(wait: Duration, max_lag: i64) -> Replicated {
         config.reads.replica_urls = vec![standby_url];
         config.reads.min_position_wait = wait;
         config.reads.max_lag = max_lag;
+        adjust(config);
     })
     .await;
     let replicated = Replicated {
@@ -160,7 +165,7 @@ async fn record(app: &TestApp, source: &Workspace, target: Uuid) -> (Uuid, i64) 
 
 #[tokio::test]
 async fn a_token_reads_its_write_on_a_lagging_replica_and_reads_fail_over_when_it_dies() {
-    let mut replicated = replicated(Duration::from_secs(2), 10_000).await;
+    let mut replicated = replicated(Duration::from_secs(2), 10_000, |_| {}).await;
     let app = &replicated.app;
     let source = app.register().await;
     let target = app.register().await;
@@ -245,7 +250,7 @@ async fn a_token_reads_its_write_on_a_lagging_replica_and_reads_fail_over_when_i
 
 #[tokio::test]
 async fn a_replica_that_lags_past_the_bound_leaves_rotation_until_it_catches_up() {
-    let replicated = replicated(Duration::from_secs(2), 0).await;
+    let replicated = replicated(Duration::from_secs(2), 0, |_| {}).await;
     let app = &replicated.app;
     let source = app.register().await;
     let target = app.register().await;
@@ -273,4 +278,62 @@ async fn a_replica_that_lags_past_the_bound_leaves_rotation_until_it_catches_up(
     replicated.wait_serving(true).await;
     let ready = replicated.readyz().await;
     assert_eq!(ready["replicas"][0]["lag"], json!(0), "{ready}");
+}
+
+#[tokio::test]
+async fn a_replay_reads_from_a_replica_that_has_reached_the_live_position() {
+    // No replay cache: every replayed page is read from a database.
+    let replicated = replicated(Duration::from_secs(5), 10_000, |config| {
+        config.hub.replay_cache = 0;
+    })
+    .await;
+    let app = &replicated.app;
+    let source = app.register().await;
+    let target = app.register().await;
+    let (delegation, position) = record(app, &source, target.id).await;
+    // The token read is served by the replica once it has the write.
+    let seen = replicated
+        .get_delegation(&source, delegation, Some(position))
+        .await;
+    assert_eq!(seen.status().as_u16(), 200);
+
+    let url = format!(
+        "{}/ws?token={}&from=0",
+        app.base.replace("http://", "ws://"),
+        app.admin_token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the feed opens");
+    use futures::StreamExt;
+    let mut replayed = false;
+    while let Some(Ok(message)) = socket.next().await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let message: Value = serde_json::from_str(&text).expect("json message");
+            if message["delegation_id"] == json!(delegation) {
+                replayed = true;
+                break;
+            }
+        }
+    }
+    assert!(replayed, "the replay holds the write");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    let from_replica = metrics
+        .lines()
+        .find(|line| line.starts_with("ledger_replay_reads_total{source=\"replica\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        from_replica >= 1.0,
+        "the replay read its pages from the replica: {metrics}"
+    );
 }

@@ -180,10 +180,12 @@ impl Hub {
     /// hub itself follows the primary, so a replay from a replica that
     /// had not reached `upto` would leave a gap at the seam.
     pub fn replay_reader(&self, upto: i64) -> LogReader {
-        match self.replays.get().and_then(|reads| reads.pool_at(upto)) {
-            Some(pool) => LogReader::new(pool),
-            None => self.reader.clone(),
-        }
+        let (reader, source) = match self.replays.get().and_then(|reads| reads.pool_at(upto)) {
+            Some(pool) => (LogReader::new(pool), "replica"),
+            None => (self.reader.clone(), "primary"),
+        };
+        ::metrics::counter!(crate::metrics::REPLAY_READS, "source" => source).increment(1);
+        reader
     }
 
     /// Wait until the hub has published `position`, at most `timeout`.

@@ -46,6 +46,8 @@ pub struct Config {
     /// The dispatcher: whether this process campaigns to lead it, and how
     /// it sends, retries and follows.
     pub dispatch: crate::dispatch::DispatchConfig,
+    /// The export of the log to NATS JetStream; None: no export.
+    pub nats: Option<crate::export::NatsExportConfig>,
 }
 
 /// The shortest admin token accepted: it guards everything, so it must not
@@ -72,6 +74,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(nats) = &self.nats {
+            nats.validate()?;
+        }
         Ok(())
     }
 }
@@ -95,6 +100,7 @@ impl Default for Config {
             readiness_max_unpositioned_age: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(60),
             dispatch: crate::dispatch::DispatchConfig::default(),
+            nats: None,
         }
     }
 }

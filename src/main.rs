@@ -113,6 +113,20 @@ struct ServeArgs {
     readiness_max_unpositioned_age: u64,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+/// The export of the log to NATS JetStream (off unless a URL is given).
+#[derive(Debug, Args)]
+struct NatsArgs {
+    /// NATS server(s) to export the log to, comma-separated
+    /// (nats://host:4222 or tls://host:4222); unset: no export.
+    #[arg(long, env = "LEDGER_NATS_URL")]
+    nats_url: Option<String>,
+    /// The JetStream stream the log goes to (created for ledger.> if missing).
+    #[arg(long, env = "LEDGER_NATS_STREAM", default_value = "LEDGER")]
+    nats_stream: String,
 }
 
 /// Where the service may connect and how much one caller may ask of it.
@@ -205,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
                 max_delegation_deadline,
                 readiness_max_unpositioned_age,
                 security,
+                nats,
             } = *serve;
             let defaults = Config::default();
             let config = Config {
@@ -247,6 +262,9 @@ async fn main() -> anyhow::Result<()> {
                     max_subscribers_per_token: security.ws_max_per_token.max(1),
                     ..defaults.hub.clone()
                 },
+                nats: nats
+                    .nats_url
+                    .map(|url| ledger::export::NatsExportConfig::new(url, nats.nats_stream)),
                 ..defaults
             };
             let app = Application::build(config).await?;

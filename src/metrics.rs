@@ -21,6 +21,18 @@ pub const DISPATCH_OUTCOMES: &str = "ledger_dispatch_outcomes_total";
 /// Sends a delegation may count as uncertain: resent without a way to
 /// check that the earlier one had not arrived.
 pub const DISPATCH_UNCERTAIN: &str = "ledger_dispatch_uncertain_total";
+/// The last log position the NATS stream acknowledged (export leader only).
+pub const NATS_EXPORT_POSITION: &str = "ledger_nats_export_position";
+/// Log entries not yet in the NATS stream: head − exported position.
+pub const NATS_EXPORT_LAG: &str = "ledger_nats_export_lag";
+/// Log entries this process published to NATS (acknowledged).
+pub const NATS_EXPORTED: &str = "ledger_nats_exported_total";
+/// Failed NATS export terms, by `kind` (connect, stream, publish,
+/// database, mismatch).
+pub const NATS_EXPORT_ERRORS: &str = "ledger_nats_export_errors_total";
+/// Times the stream had moved under the exporter (another exporter wrote)
+/// and it resumed where the stream ends.
+pub const NATS_EXPORT_RESYNCS: &str = "ledger_nats_export_resyncs_total";
 
 /// Latency buckets in seconds.
 const BUCKETS: &[f64] = &[
@@ -63,6 +75,26 @@ pub fn install() -> PrometheusHandle {
             ::metrics::describe_counter!(
                 DISPATCH_UNCERTAIN,
                 "Sends resent without a way to check the earlier one had not arrived."
+            );
+            ::metrics::describe_gauge!(
+                NATS_EXPORT_POSITION,
+                "The last log position the NATS JetStream stream acknowledged."
+            );
+            ::metrics::describe_gauge!(
+                NATS_EXPORT_LAG,
+                "Log entries not yet exported to NATS (head minus exported position)."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORTED,
+                "Log entries this process exported to NATS JetStream."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORT_ERRORS,
+                "Failed NATS export attempts, by kind (connect, stream, publish, database, mismatch)."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORT_RESYNCS,
+                "Times the NATS stream had moved under the exporter and it resumed where it ends."
             );
             let upkeep = handle.clone();
             std::thread::Builder::new()

@@ -85,6 +85,14 @@ impl Application {
                 trigger.subscribe(),
             ));
         }
+        if let Some(nats) = config.nats.clone() {
+            tasks.spawn(crate::export::nats::run(
+                database.pool.clone(),
+                background.progress.clone(),
+                nats,
+                trigger.subscribe(),
+            ));
+        }
         let (closing, closing_signal) = ShutdownTrigger::new();
         let key_secret =
             crate::secrets::installation_secret(&database.pool, crate::secrets::IDEMPOTENCY_KEYS)

@@ -49,6 +49,8 @@ pub struct Config {
     /// The dispatcher: whether this process campaigns to lead it, and how
     /// it sends, retries and follows.
     pub dispatch: crate::dispatch::DispatchConfig,
+    /// The export of the log to NATS JetStream; None: no export.
+    pub nats: Option<crate::export::NatsExportConfig>,
 }
 
 /// The shortest admin token accepted: it guards everything, so it must not
@@ -75,6 +77,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(nats) = &self.nats {
+            nats.validate()?;
+        }
         Ok(())
     }
 }
@@ -99,6 +104,7 @@ impl Default for Config {
             idle_in_transaction_timeout: Duration::from_secs(60),
             reads: crate::replicas::ReadSettings::default(),
             dispatch: crate::dispatch::DispatchConfig::default(),
+            nats: None,
         }
     }
 }

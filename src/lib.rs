@@ -25,6 +25,8 @@
 //!   over A2A, queues them behind busy targets and drains on heartbeats.
 //! * [`http`] — the REST API (docs/api.md).
 //! * [`ws`] — the live feed: websocket replay-then-live, one hub per process.
+//! * [`export`] — the log copied, exactly once and in order, to NATS
+//!   JetStream.
 //! * [`leader`] — advisory-lock election of the single-leader roles.
 //! * [`secrets`] — secrets of the installation, kept in the database.
 //! * [`shutdown`], [`telemetry`] — plumbing.
@@ -41,6 +43,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod embedded_pg;
+pub mod export;
 pub mod http;
 pub mod leader;
 pub mod log;

@@ -115,6 +115,20 @@ struct ServeArgs {
     reads: ReadArgs,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+/// The export of the log to NATS JetStream (off unless a URL is given).
+#[derive(Debug, Args)]
+struct NatsArgs {
+    /// NATS server(s) to export the log to, comma-separated
+    /// (nats://host:4222 or tls://host:4222); unset: no export.
+    #[arg(long, env = "LEDGER_NATS_URL")]
+    nats_url: Option<String>,
+    /// The JetStream stream the log goes to (created for ledger.> if missing).
+    #[arg(long, env = "LEDGER_NATS_STREAM", default_value = "LEDGER")]
+    nats_stream: String,
 }
 
 /// Where reads go, and how long a read waits for its `min_position`.
@@ -231,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
                 readiness_max_unpositioned_age,
                 reads,
                 security,
+                nats,
             } = *serve;
             let defaults = Config::default();
             let config = Config {
@@ -278,6 +293,9 @@ async fn main() -> anyhow::Result<()> {
                     max_subscribers_per_token: security.ws_max_per_token.max(1),
                     ..defaults.hub.clone()
                 },
+                nats: nats
+                    .nats_url
+                    .map(|url| ledger::export::NatsExportConfig::new(url, nats.nats_stream)),
                 ..defaults
             };
             let app = Application::build(config).await?;

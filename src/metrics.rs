@@ -29,6 +29,18 @@ pub const REPLICA_UP: &str = "ledger_replica_up";
 /// Pages of websocket replay read from the database, by `source`
 /// (`replica` or `primary`).
 pub const REPLAY_READS: &str = "ledger_replay_reads_total";
+/// The last log position the NATS stream acknowledged (export leader only).
+pub const NATS_EXPORT_POSITION: &str = "ledger_nats_export_position";
+/// Log entries not yet in the NATS stream: head − exported position.
+pub const NATS_EXPORT_LAG: &str = "ledger_nats_export_lag";
+/// Log entries this process published to NATS (acknowledged).
+pub const NATS_EXPORTED: &str = "ledger_nats_exported_total";
+/// Failed NATS export terms, by `kind` (connect, stream, publish,
+/// database, mismatch).
+pub const NATS_EXPORT_ERRORS: &str = "ledger_nats_export_errors_total";
+/// Times the stream had moved under the exporter (another exporter wrote)
+/// and it resumed where the stream ends.
+pub const NATS_EXPORT_RESYNCS: &str = "ledger_nats_export_resyncs_total";
 
 /// Latency buckets in seconds.
 const BUCKETS: &[f64] = &[
@@ -83,6 +95,26 @@ pub fn install() -> PrometheusHandle {
             ::metrics::describe_counter!(
                 REPLAY_READS,
                 "Pages of websocket replay read from the database, by source (replica or primary)."
+            );
+            ::metrics::describe_gauge!(
+                NATS_EXPORT_POSITION,
+                "The last log position the NATS JetStream stream acknowledged."
+            );
+            ::metrics::describe_gauge!(
+                NATS_EXPORT_LAG,
+                "Log entries not yet exported to NATS (head minus exported position)."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORTED,
+                "Log entries this process exported to NATS JetStream."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORT_ERRORS,
+                "Failed NATS export attempts, by kind (connect, stream, publish, database, mismatch)."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORT_RESYNCS,
+                "Times the NATS stream had moved under the exporter and it resumed where it ends."
             );
             let upkeep = handle.clone();
             std::thread::Builder::new()

@@ -1,0 +1,171 @@
+//! What one exported log entry looks like on NATS: its subject
+//! (`ledger.<aggregate_type>.<event_type>`, so consumers filter by
+//! wildcard), its headers (position, the workspaces it concerns, the
+//! de-duplication id) and its JSON body — the entry with its event, its log
+//! time and its chain hash, enough to rebuild any view or check the chain.
+
+use chrono::{DateTime, Utc};
+use projections::LogEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+use uuid::Uuid;
+
+/// Every exported subject starts with this token; the stream is created
+/// for `ledger.>`.
+pub const SUBJECT_PREFIX: &str = "ledger";
+/// The subjects of the stream the export creates.
+pub const STREAM_SUBJECTS: &str = "ledger.>";
+/// The log position of the entry (equal to its stream sequence).
+pub const POSITION_HEADER: &str = "Ledger-Position";
+/// The workspace the event concerns first (source, caller, owner).
+pub const SOURCE_HEADER: &str = "Ledger-Source-Workspace";
+/// The other workspace a delegation or queue item concerns.
+pub const TARGET_HEADER: &str = "Ledger-Target-Workspace";
+
+/// One log entry as exported: the message body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportedEntry {
+    pub position: i64,
+    pub event_id: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+    /// The log time the sequencer gave the entry.
+    pub logged_at: DateTime<Utc>,
+    /// The entry's chain hash, hex (see `ledger audit verify`).
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_workspace: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_workspace: Option<Uuid>,
+}
+
+impl ExportedEntry {
+    /// `ledger.<aggregate_type>.<event_type>`, each token made a valid NATS
+    /// subject token.
+    pub fn subject(&self) -> String {
+        format!(
+            "{SUBJECT_PREFIX}.{}.{}",
+            subject_token(&self.aggregate_type),
+            subject_token(&self.event_type)
+        )
+    }
+
+    /// The entry as the projections read it (a consumer of the stream
+    /// applies the same pure mappings the views do).
+    pub fn into_log_entry(self) -> LogEntry {
+        LogEntry {
+            position: self.position,
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
+/// A subject token: ASCII letters, digits, `_` and `-` kept, anything else
+/// (`.`, `*`, `>`, whitespace, non-ASCII) replaced by `_`; never empty.
+pub fn subject_token(raw: &str) -> String {
+    let token: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if token.is_empty() {
+        "_".into()
+    } else {
+        token
+    }
+}
+
+/// Up to `limit` entries with position > `after`, in order, with what the
+/// export adds to [`crate::log::reader`]'s entries (log time, hash,
+/// workspaces).
+pub async fn read_after<'e>(
+    executor: impl PgExecutor<'e>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ExportedEntry>, sqlx::Error> {
+    sqlx::query(
+        "select l.position, l.event_id, l.aggregate_type, l.aggregate_id, l.sequence, \
+         l.event_type, e.event_version, e.payload, e.metadata, l.recorded_at, l.logged_at, \
+         l.hash, l.source_workspace, l.target_workspace \
+         from ledger_log l join events e on e.event_id = l.event_id \
+         where l.position > $1 order by l.position limit $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .try_map(|row: PgRow| {
+        Ok(ExportedEntry {
+            position: row.try_get("position")?,
+            event_id: row.try_get("event_id")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+            logged_at: row.try_get("logged_at")?,
+            hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
+            source_workspace: row.try_get("source_workspace")?,
+            target_workspace: row.try_get("target_workspace")?,
+        })
+    })
+    .fetch_all(executor)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_tokens_keep_names_and_replace_what_nats_reserves() {
+        assert_eq!(subject_token("DelegationSent"), "DelegationSent");
+        assert_eq!(subject_token("queue_item"), "queue_item");
+        assert_eq!(subject_token("a.b*c>d e"), "a_b_c_d_e");
+        assert_eq!(subject_token("émoji"), "_moji");
+        assert_eq!(subject_token(""), "_");
+    }
+
+    #[test]
+    fn the_subject_is_prefix_aggregate_type_event_type() {
+        let entry = ExportedEntry {
+            position: 1,
+            event_id: 1,
+            aggregate_type: "delegation".into(),
+            aggregate_id: "x".into(),
+            sequence: 1,
+            event_type: "Delegation.Sent".into(),
+            event_version: "1.0".into(),
+            payload: Value::Null,
+            metadata: Value::Null,
+            recorded_at: Utc::now(),
+            logged_at: Utc::now(),
+            hash: String::new(),
+            source_workspace: None,
+            target_workspace: None,
+        };
+        assert_eq!(entry.subject(), "ledger.delegation.Delegation_Sent");
+    }
+}

@@ -275,3 +275,98 @@ async fn the_openapi_document_describes_the_tokens() {
         &doc["paths"]["/workspaces/{id}/delegations/record"]["post"]["responses"]["202"]["headers"];
     assert!(headers.get("X-Ledger-Position").is_some(), "{headers}");
 }
+
+/// POST `body` to `path` with `token`: the status, the body and the
+/// answer's `X-Ledger-Position`.
+async fn command(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value, Option<i64>) {
+    let mut request = app.client.post(app.url(path)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("POST");
+    let status = response.status().as_u16();
+    let header = response
+        .headers()
+        .get("x-ledger-position")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse().ok());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body, header)
+}
+
+#[tokio::test]
+async fn every_kind_of_command_answers_its_position_and_refusals_answer_none() {
+    let app = common::spawn_app().await;
+    let id = Uuid::new_v4();
+    let (status, registered, at) = command(
+        &app,
+        "/registry/register",
+        None,
+        json!({ "id": id, "delivery_mode": "poll" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{registered}");
+    let token = registered["auth_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let mut last = at.expect("registration answers a position");
+    assert_eq!(registered["position"], json!(last));
+
+    let target = app.register().await;
+    let delegation = Uuid::new_v4();
+    let steps: Vec<(String, Value)> = vec![
+        (
+            "/registry/heartbeat".into(),
+            json!({ "workspace_id": id, "active_tasks": 1, "max_concurrent": 2 }),
+        ),
+        (
+            format!("/workspaces/{id}/delegations/record"),
+            json!({ "delegation_id": delegation, "target_id": target.id, "task": "t" }),
+        ),
+        (
+            format!("/workspaces/{id}/delegations/{delegation}/update"),
+            json!({ "status": "in_progress" }),
+        ),
+        (
+            format!("/workspaces/{id}/delegations/{delegation}/cancel"),
+            json!({}),
+        ),
+        (
+            format!("/workspaces/{id}/delegate"),
+            json!({ "target_id": target.id, "task": "managed" }),
+        ),
+        ("/registry/rotate-token".into(), json!({})),
+    ];
+    let mut token = token;
+    for (path, body) in steps {
+        let (status, answer, at) = command(&app, &path, Some(&token), body).await;
+        if let Some(rotated) = answer["auth_token"].as_str() {
+            token = rotated.to_string();
+        }
+        assert!((200..300).contains(&status), "{path}: {status} {answer}");
+        let position = at.unwrap_or_else(|| panic!("{path} answers X-Ledger-Position"));
+        assert!(
+            position >= last,
+            "{path}: positions never go back ({last} then {position})"
+        );
+        assert_eq!(answer["position"], json!(position), "{path}: {answer}");
+        last = position;
+    }
+
+    // A refused command wrote nothing and names no position.
+    let (status, _, at) = command(
+        &app,
+        &format!("/workspaces/{id}/delegations/{delegation}/update"),
+        Some(&token),
+        json!({ "status": "no-such-status" }),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(at, None);
+}

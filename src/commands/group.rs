@@ -35,7 +35,7 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{append, CommandError, CONFLICT_RETRIES};
+use super::{append, CommandError, StoreError, CONFLICT_RETRIES};
 use crate::log::Watermark;
 
 /// Most commands decided and written together.
@@ -110,14 +110,14 @@ impl<A: Writable> GroupCommitter<A> {
             lost: 0,
         };
         if self.sender.send(request).await.is_err() {
-            return Err(CommandError::Store(
-                "the command writer has stopped".to_string(),
-            ));
+            return Err(CommandError::Store(StoreError::msg(
+                "the command writer has stopped",
+            )));
         }
         answer.await.unwrap_or_else(|_| {
-            Err(CommandError::Store(
-                "the command writer dropped the command".to_string(),
-            ))
+            Err(CommandError::Store(StoreError::msg(
+                "the command writer dropped the command",
+            )))
         })
     }
 }
@@ -179,10 +179,9 @@ async fn write_batch<A: Writable>(
     {
         Ok(loaded) => loaded,
         Err(error) => {
+            let cause = StoreError::new(error);
             for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(CommandError::Store(error.to_string())));
+                let _ = request.reply.send(Err(CommandError::Store(cause.clone())));
             }
             return Vec::new();
         }
@@ -234,7 +233,7 @@ async fn write_batch<A: Writable>(
     let written = match written {
         Ok(written) => written,
         Err(error) => {
-            let message = error.to_string();
+            let cause = StoreError::new(error);
             for pending in pending {
                 let wrote = working
                     .get(&pending.request.aggregate_id)
@@ -243,7 +242,7 @@ async fn write_batch<A: Writable>(
                     let _ = pending
                         .request
                         .reply
-                        .send(Err(CommandError::Store(message.clone())));
+                        .send(Err(CommandError::Store(cause.clone())));
                 } else {
                     answer(pending, &working, &append::Written::default());
                 }

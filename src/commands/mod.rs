@@ -74,13 +74,32 @@ pub enum CommandError<E: std::error::Error> {
     /// Concurrent writers kept winning the race for this aggregate.
     #[error("the resource was changed concurrently; try again")]
     Conflict,
-    /// The store failed (an opaque 5xx).
+    /// The store failed (an opaque 5xx); the cause is kept.
     #[error("event store failure: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     /// A fenced command's leadership epoch is no longer current: the
     /// process that issued it no longer leads.
     #[error("leadership epoch {epoch} of {role} is no longer current")]
     Fenced { role: &'static str, epoch: u64 },
+}
+
+/// Why the event store failed: the underlying error, shared (a group
+/// commit answers every command of a failed batch with the same cause).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl StoreError {
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(cause))
+    }
+
+    /// A failure described by the ledger itself (no underlying error).
+    pub fn msg(message: &'static str) -> Self {
+        Self(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+            message,
+        )))
+    }
 }
 
 /// A leadership epoch a fenced command must still hold when it commits
@@ -271,7 +290,7 @@ impl CommandBus {
                         payload,
                         metadata: metadata.clone(),
                     })
-                    .map_err(|e| CommandError::Store(e.to_string()))
+                    .map_err(|e| CommandError::Store(StoreError::new(e)))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let last_sequence = first + serialized.len() - 1;
@@ -295,7 +314,7 @@ impl CommandBus {
                     })
                 }
                 Err(append::AppendError::Database(error)) => {
-                    return Err(CommandError::Store(error.to_string()))
+                    return Err(CommandError::Store(StoreError::new(error)))
                 }
             }
         }
@@ -336,6 +355,10 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E
     match error {
         AggregateError::UserError(error) => CommandError::Rejected(error),
         AggregateError::AggregateConflict => CommandError::Conflict,
-        other => CommandError::Store(other.to_string()),
+        AggregateError::DatabaseConnectionError(cause)
+        | AggregateError::DeserializationError(cause)
+        | AggregateError::UnexpectedError(cause) => {
+            CommandError::Store(StoreError(Arc::from(cause)))
+        }
     }
 }

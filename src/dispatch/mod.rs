@@ -142,13 +142,16 @@ pub enum DispatchError {
     /// The database failed: the step is retried with backoff.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    /// The event store failed or kept losing races: retried too.
-    #[error("event store: {0}")]
-    Store(String),
+    /// The event store failed: retried too.
+    #[error("event store failure: {0}")]
+    Store(#[source] crate::commands::StoreError),
+    /// Concurrent writers kept winning the race for the record: retried.
+    #[error("the record was changed concurrently")]
+    Conflict,
     /// A command the aggregate refused where the dispatcher expected none:
     /// logged, not retried (the next reaction starts from the record).
-    #[error("{0}")]
-    Rejected(String),
+    #[error("the aggregate refused the dispatcher's command: {0}")]
+    Rejected(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// This process no longer leads: it makes no further send.
     #[error("this dispatcher was deposed by a newer leader")]
     Deposed,
@@ -157,19 +160,21 @@ pub enum DispatchError {
 impl DispatchError {
     /// Worth trying again in this process (the database may come back).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Database(_) | Self::Store(_))
+        matches!(self, Self::Database(_) | Self::Store(_) | Self::Conflict)
     }
 }
 
-impl<E: std::error::Error> From<crate::commands::CommandError<E>> for DispatchError {
+impl<E> From<crate::commands::CommandError<E>> for DispatchError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     fn from(error: crate::commands::CommandError<E>) -> Self {
         use crate::commands::CommandError;
         match error {
-            CommandError::Rejected(error) => Self::Rejected(error.to_string()),
+            CommandError::Rejected(refusal) => Self::Rejected(Box::new(refusal)),
             CommandError::Fenced { .. } => Self::Deposed,
-            other @ (CommandError::Conflict | CommandError::Store(_)) => {
-                Self::Store(other.to_string())
-            }
+            CommandError::Conflict => Self::Conflict,
+            CommandError::Store(cause) => Self::Store(cause),
         }
     }
 }

@@ -49,9 +49,10 @@ pub enum ApiError {
         message: String,
         retry_after: std::time::Duration,
     },
-    /// 500: something failed inside; logged once, answered opaquely.
+    /// 500: something failed inside; logged once with its causes,
+    /// answered opaquely.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -63,8 +64,9 @@ impl ApiError {
         Self::NotFound(message.into())
     }
 
-    pub fn internal(error: impl std::fmt::Display) -> Self {
-        Self::Internal(error.to_string())
+    /// A fault, keeping its cause (an error, or a sentence).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
     }
 }
 
@@ -105,10 +107,26 @@ impl<E: DomainErrorStatus> From<CommandError<E>> for ApiError {
                 message: error.to_string(),
                 current_status: None,
             },
-            CommandError::Store(message) => Self::Internal(message),
-            fenced @ CommandError::Fenced { .. } => Self::internal(fenced),
+            CommandError::Store(cause) => Self::internal(cause),
+            fenced @ CommandError::Fenced { .. } => Self::internal(fenced.to_string()),
         }
     }
+}
+
+/// An error and every cause below it, `outer: inner: …`.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        // Transparent wrappers repeat their cause's words.
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Whole seconds to wait, rounded up (a `Retry-After` of 0 invites a
@@ -134,7 +152,9 @@ impl IntoResponse for ApiError {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match &self {
-            Self::Internal(detail) => tracing::error!(%detail, "request failed"),
+            Self::Internal(cause) => {
+                tracing::error!(error = %causes(cause.as_ref()), "request failed")
+            }
             Self::Unavailable { message, .. } => {
                 tracing::warn!(status = status.as_u16(), %message, "request refused")
             }
@@ -221,4 +241,60 @@ pub async fn json_error_bodies(response: Response, max_body_bytes: usize) -> Res
         HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::StoreError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no such delegation")]
+    struct Refusal;
+
+    impl DomainErrorStatus for Refusal {
+        fn into_api_error(self) -> ApiError {
+            ApiError::not_found(self.to_string())
+        }
+    }
+
+    fn disk_full() -> std::io::Error {
+        std::io::Error::other("could not extend file: no space left on device")
+    }
+
+    #[test]
+    fn a_store_failure_keeps_its_cause_through_the_command_and_the_api_error() {
+        let failed: CommandError<Refusal> = CommandError::Store(StoreError::new(disk_full()));
+        let api = ApiError::from(failed);
+        assert!(matches!(api, ApiError::Internal(_)));
+        let chain = causes(&api);
+        assert!(
+            chain.contains("no space left on device"),
+            "the logged line names the cause: {chain}"
+        );
+        let kept = std::error::Error::source(&api).and_then(|e| e.downcast_ref::<StoreError>());
+        assert!(kept.is_some(), "the cause stays the typed error, not text");
+    }
+
+    #[tokio::test]
+    async fn a_fault_is_answered_opaquely_whatever_its_cause() {
+        let api = ApiError::from(CommandError::<Refusal>::Store(StoreError::new(disk_full())));
+        let response = api.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("no space"), "{text}");
+        assert!(text.contains("internal error"), "{text}");
+    }
+
+    #[test]
+    fn a_causes_line_does_not_repeat_what_a_wrapper_already_said() {
+        let wrapped = CommandError::<Refusal>::Store(StoreError::new(disk_full()));
+        assert_eq!(
+            causes(&wrapped),
+            "event store failure: could not extend file: no space left on device"
+        );
+    }
 }

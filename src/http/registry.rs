@@ -378,7 +378,7 @@ async fn heartbeat(
     let drained = if spare > 0 {
         drain(&state.pool, &state.bus, id, spare, at)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::internal)?
     } else {
         0
     };

@@ -25,15 +25,15 @@
 //! the socket (its directory is 0700). A cluster made by an older version with `trust`
 //! authentication is given a password and switched over on its next start.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -49,8 +49,6 @@ const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
 const LOG_TAIL_BYTES: u64 = 4096;
 /// `sun_path` is 108 bytes including the NUL; postgres appends `/.s.PGSQL.NNNNN` (15 bytes).
 const MAX_SOCKET_DIR_LEN: usize = 107 - 15;
-/// Prefix of the temp dirs made by [`shared_test_cluster`] (used to sweep ones left by killed runs).
-const TEST_DIR_PREFIX: &str = "ledger-embedded-pg-";
 
 const NOT_FOUND_MSG: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
      /usr/lib/postgresql/*/bin; install them, e.g. `apt-get install postgresql`, or set DATABASE_URL \
@@ -397,65 +395,6 @@ impl EmbeddedPostgres {
             out.status,
             describe_output(&out)
         )
-    }
-
-    /// A streaming standby of this cluster under `data_dir`: a base backup
-    /// taken with `pg_basebackup -R` (which also writes the standby's
-    /// connection back to this server), started on a free port with the
-    /// same superuser password. It serves read-only queries and replays
-    /// this server's WAL until stopped.
-    ///
-    /// Why: the read-replica tests need a real standby of the primary they
-    /// write to; it is managed (started, stopped, dropped) like any
-    /// embedded cluster.
-    pub async fn start_standby(&self, data_dir: &Path) -> Result<EmbeddedPostgres> {
-        if self.stopped.load(Ordering::SeqCst) {
-            bail!("cannot back up a stopped embedded PostgreSQL server");
-        }
-        check_shell_safe(data_dir)?;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("failed to create {}", data_dir.display()))?;
-        if let Some(ra) = &self.run_as {
-            std::os::unix::fs::chown(data_dir, Some(ra.uid), Some(ra.gid)).with_context(|| {
-                format!("failed to chown {} to `{}`", data_dir.display(), ra.user)
-            })?;
-        }
-        let basebackup = self.client_tool("pg_basebackup")?;
-        let port = self.port.to_string();
-        let pgdata = data_dir.join("pgdata");
-        let args: Vec<OsString> = vec![
-            "-D".into(),
-            pgdata.clone().into(),
-            "-R".into(),
-            "-X".into(),
-            "stream".into(),
-            "-c".into(),
-            "fast".into(),
-            "-h".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.into(),
-            "-U".into(),
-            PG_USER.into(),
-            "-w".into(),
-        ];
-        let out = Invocation::new(self.run_as.as_ref(), &basebackup, &args)
-            .output_with_password(&self.password)
-            .await?;
-        if !out.status.success() {
-            bail!(
-                "pg_basebackup from 127.0.0.1:{} failed ({}): {}",
-                self.port,
-                out.status,
-                describe_output(&out)
-            );
-        }
-        write_private_file(&data_dir.join(PASSWORD_FILE), &self.password)?;
-        EmbeddedPostgres::start(EmbeddedOptions {
-            data_dir: data_dir.to_path_buf(),
-            ephemeral: true,
-        })
-        .await
     }
 
     /// Stops the server (`pg_ctl stop -m fast`); calling it again is a no-op.
@@ -822,179 +761,11 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Shared cluster for tests
-// ---------------------------------------------------------------------------------------
-
-struct SharedCluster {
-    pg: EmbeddedPostgres,
-    /// The temp dir that holds the cluster; removed at exit after the server stopped.
-    dir: PathBuf,
-}
-
-static SHARED: tokio::sync::OnceCell<SharedCluster> = tokio::sync::OnceCell::const_new();
-
-/// The PostgreSQL cluster of the current test process, started on first use.
-///
-/// It lives in a fresh temp dir, is started once per process (lazily, behind a tokio
-/// `OnceCell`, safe to call from many tests and runtimes at once), and is stopped by a
-/// `libc::atexit` hook when the process exits (the Rust test harness, libtest and nextest,
-/// leaves through `exit`, which runs atexit handlers); the temp dir is then removed.
-///
-/// Why: tests need a real PostgreSQL without any machine setup, and one `initdb` per
-/// test *process* (not per test) keeps the suite fast. Use it as
-/// `shared_test_cluster().await?.url("mydb")` after `create_database("mydb")`, or simply
-/// [`shared_test_database`], which gives every test its own fresh database.
-///
-/// The cluster is `ephemeral` (no fsync) and lives in `$TMPDIR/ledger-embedded-pg-PID-…`.
-/// It is stopped and its directory removed when the process exits normally (atexit); a
-/// test process that is killed leaves it behind, and the next call of this function in
-/// any later test process stops and removes such leftovers whose owner is dead.
-/// Note that runners that use one process per test (cargo nextest) pay one initdb per test.
-pub async fn shared_test_cluster() -> Result<&'static EmbeddedPostgres> {
-    let shared = SHARED
-        .get_or_try_init(|| async {
-            sweep_abandoned_test_clusters().await;
-            register_exit_hook()?;
-            let dir = make_test_dir()?;
-            let started = EmbeddedPostgres::start(EmbeddedOptions {
-                data_dir: dir.clone(),
-                ephemeral: true,
-            })
-            .await;
-            match started {
-                Ok(pg) => Ok(SharedCluster { pg, dir }),
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    Err(e.context("failed to start the shared test PostgreSQL cluster"))
-                }
-            }
-        })
-        .await?;
-    Ok(&shared.pg)
-}
-
-/// Creates a fresh, uniquely named database on [`shared_test_cluster`] and returns its URL.
-///
-/// Why: tests that share one cluster must not see each other's rows; a database per test
-/// is the cheapest isolation. `hint` (e.g. the test name) makes the name readable in logs;
-/// it is sanitized to `[a-z0-9_]` and shortened.
-pub async fn shared_test_database(hint: &str) -> Result<String> {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let pg = shared_test_cluster().await?;
-    let mut base: String = hint
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
-        base.insert_str(0, "db_");
-    }
-    let name = format!("{base}_{}", NEXT.fetch_add(1, Ordering::SeqCst));
-    pg.create_database(&name).await?;
-    Ok(pg.url(&name))
-}
-
-fn register_exit_hook() -> Result<()> {
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    static OK: AtomicBool = AtomicBool::new(false);
-    REGISTERED.call_once(|| {
-        // SAFETY: registering a plain `extern "C" fn()` has no preconditions.
-        let rc = unsafe { libc::atexit(stop_shared_cluster_at_exit) };
-        OK.store(rc == 0, Ordering::SeqCst);
-    });
-    if OK.load(Ordering::SeqCst) {
-        Ok(())
-    } else {
-        bail!("could not register an atexit hook to stop the shared test PostgreSQL cluster")
-    }
-}
-
-extern "C" fn stop_shared_cluster_at_exit() {
-    // Never unwind across the FFI boundary.
-    let _ = std::panic::catch_unwind(|| {
-        if let Some(shared) = SHARED.get() {
-            shared.pg.stop_blocking_shared(false);
-            if shared.pg.stopped.load(Ordering::SeqCst) {
-                let _ = std::fs::remove_dir_all(&shared.dir);
-            }
-        }
-    });
-}
-
-fn make_test_dir() -> Result<PathBuf> {
-    let tmp = std::env::temp_dir();
-    let pid = std::process::id();
-    for attempt in 0..100u32 {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = tmp.join(format!("{TEST_DIR_PREFIX}{pid}-{nanos:09}{attempt}"));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                // The postgres OS user (when we are root) must traverse it.
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-                    .with_context(|| format!("failed to chmod {}", dir.display()))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("failed to create {}", dir.display())),
-        }
-    }
-    bail!("could not create a unique temp dir under {}", tmp.display())
-}
-
-/// Best effort: stop and delete test clusters whose owning test process is gone.
-async fn sweep_abandoned_test_clusters() {
-    let tmp = std::env::temp_dir();
-    let Ok(entries) = std::fs::read_dir(&tmp) else {
-        return;
-    };
-    let me = std::process::id();
-    let mut tools: Option<(PathBuf, Option<RunAs>)> = None;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEST_DIR_PREFIX)) else {
-            continue;
-        };
-        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        if owner <= 0 || owner as u32 == me || process_alive(owner) {
-            continue;
-        }
-        let dir = entry.path();
-        let pgdata = dir.join("pgdata");
-        if pgdata.join("postmaster.pid").exists() {
-            if tools.is_none() {
-                match (find_bin_dir(None), run_as_user()) {
-                    (Ok(bin), Ok(run_as)) => tools = Some((bin, run_as)),
-                    _ => return,
-                }
-            }
-            if let Some((bin, run_as)) = &tools {
-                let _ = pg_ctl_stop(run_as.as_ref(), bin, &pgdata, "immediate")
-                    .output()
-                    .await;
-            }
-        }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {
-                tracing::info!(dir = %dir.display(), "removed test cluster abandoned by a dead process")
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove abandoned test cluster")
-            }
-        }
-    }
-}
+// The shared cluster of a test process, and standbys for replica tests.
+#[cfg(feature = "test-support")]
+mod test_support;
+#[cfg(feature = "test-support")]
+pub use test_support::{shared_test_cluster, shared_test_database};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -1107,8 +878,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 
 /// `Some(postgres user)` when we are root (PostgreSQL refuses to run as root).
 fn run_as_user() -> Result<Option<RunAs>> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
     let (uid, gid) = lookup_user(PG_USER)?.ok_or_else(|| {
@@ -1148,37 +918,11 @@ fn first_executable(candidates: &[&str]) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-/// (uid, gid) of an OS user, via the thread-safe getpwnam_r.
+/// (uid, gid) of an OS user.
 fn lookup_user(name: &str) -> Result<Option<(u32, u32)>> {
-    let cname = CString::new(name).context("user name contains NUL")?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: passwd is plain old data; all-zero is a valid (empty) value.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: all pointers are valid for the duration of the call and buf.len() is its size.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc))
-                .with_context(|| format!("failed to look up OS user `{name}`"));
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        return Ok(Some((pwd.pw_uid, pwd.pw_gid)));
-    }
+    let user = nix::unistd::User::from_name(name)
+        .with_context(|| format!("could not look up the OS user `{name}`"))?;
+    Ok(user.map(|user| (user.uid.as_raw(), user.gid.as_raw())))
 }
 
 /// Fails with a helpful message unless the postgres user can enter `dir` (every
@@ -1219,9 +963,12 @@ async fn can_enter(run_as: &RunAs, dir: &Path) -> Result<bool> {
 }
 
 fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence/permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    // No signal: only whether the process exists (EPERM: it does, and is
+    // someone else's).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    }
 }
 
 /// Whether a live pid is a postgres server process (if /proc cannot tell, assume it is).
@@ -1330,7 +1077,6 @@ fn shell_quote(s: &OsStr) -> Vec<u8> {
     out
 }
 
-/// Percent-encodes a database name for the path part of a URL.
 /// The superuser's password: read from the data directory, or generated
 /// and saved there (0600). `true` with it when the cluster exists but has no
 /// password yet — made with `trust` by an older version.
@@ -1385,6 +1131,7 @@ fn require_scram(rules: &str) -> String {
         + "\n"
 }
 
+/// Percent-encodes a database name for the path part of a URL.
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

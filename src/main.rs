@@ -36,7 +36,7 @@ struct DatabaseArgs {
     #[arg(
         long,
         env = "LEDGER_DATA_DIR",
-        default_value = ".ledger",
+        default_value_os_t = defaults().data_dir.clone(),
         global = true
     )]
     data_dir: PathBuf,
@@ -62,44 +62,50 @@ enum Command {
     Client(ledger::cli::ClientCommand),
 }
 
+/// Every flag's default is the `Config` default: one place sets them.
+fn defaults() -> &'static Config {
+    static DEFAULTS: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    DEFAULTS.get_or_init(Config::default)
+}
+
 /// `ledger serve`'s settings.
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "LEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "LEDGER_ADDR", default_value_t = defaults().addr)]
     addr: SocketAddr,
     /// Admin token (generated and saved in the data directory if unset in embedded mode).
     #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Largest accepted request body in bytes.
-    #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "LEDGER_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes)]
     max_body_bytes: usize,
     /// /readyz fails when a projection lags the log head by more than this many events.
-    #[arg(long, env = "LEDGER_READINESS_MAX_LAG", default_value_t = 10_000)]
+    #[arg(long, env = "LEDGER_READINESS_MAX_LAG", default_value_t = defaults().readiness_max_lag)]
     readiness_max_lag: i64,
     /// Whether this process campaigns to lead the dispatcher (one
     /// dispatching process per database suffices).
-    #[arg(long, env = "LEDGER_DISPATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "LEDGER_DISPATCH", default_value_t = defaults().dispatch.enabled, action = clap::ArgAction::Set)]
     dispatch: bool,
     /// Most A2A calls the dispatcher runs at once.
-    #[arg(long, env = "LEDGER_DISPATCH_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "LEDGER_DISPATCH_CONCURRENCY", default_value_t = defaults().dispatch.max_in_flight)]
     dispatch_concurrency: usize,
     /// Most A2A calls in flight to one target workspace.
-    #[arg(long, env = "LEDGER_DISPATCH_PER_TARGET", default_value_t = 8)]
+    #[arg(long, env = "LEDGER_DISPATCH_PER_TARGET", default_value_t = defaults().dispatch.per_target_in_flight)]
     dispatch_per_target: usize,
     /// Longest wait for an A2A answer, in seconds (sends are
     /// non-blocking, so answers are quick; shutdown waits this long for
     /// sends in flight).
-    #[arg(long, env = "LEDGER_DISPATCH_REQUEST_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "LEDGER_DISPATCH_REQUEST_TIMEOUT", default_value_t = defaults().dispatch.client.request_timeout.as_secs())]
     dispatch_request_timeout: u64,
     /// Deadline of a managed delegation that names none, in seconds.
-    #[arg(long, env = "LEDGER_DELEGATION_DEADLINE", default_value_t = 86_400)]
+    #[arg(long, env = "LEDGER_DELEGATION_DEADLINE", default_value_t = defaults().dispatch.default_deadline.as_secs())]
     delegation_deadline: u64,
     /// Longest deadline a delegate request may ask for, in seconds.
     #[arg(
         long,
         env = "LEDGER_MAX_DELEGATION_DEADLINE",
-        default_value_t = 604_800
+        default_value_t = defaults().dispatch.max_deadline.as_secs()
     )]
     max_delegation_deadline: u64,
     /// /readyz fails while the oldest event not yet in the log is older
@@ -108,7 +114,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "LEDGER_READINESS_MAX_UNPOSITIONED_AGE",
-        default_value_t = 30
+        default_value_t = defaults().readiness_max_unpositioned_age.as_secs()
     )]
     readiness_max_unpositioned_age: u64,
     #[command(flatten)]
@@ -146,11 +152,11 @@ struct ReadArgs {
     read_database_urls: Vec<String>,
     /// A replica whose views are more than this many log positions behind
     /// the primary's stops serving reads until it catches up.
-    #[arg(long, env = "LEDGER_REPLICA_MAX_LAG", default_value_t = 10_000)]
+    #[arg(long, env = "LEDGER_REPLICA_MAX_LAG", default_value_t = defaults().reads.max_lag)]
     replica_max_lag: i64,
     /// Longest a read waits for the views to reach its `min_position`, in
     /// seconds, before answering 503.
-    #[arg(long, env = "LEDGER_MIN_POSITION_WAIT", default_value_t = 5)]
+    #[arg(long, env = "LEDGER_MIN_POSITION_WAIT", default_value_t = defaults().reads.min_position_wait.as_secs())]
     min_position_wait: u64,
 }
 
@@ -162,35 +168,35 @@ struct SecurityArgs {
     #[arg(long, env = "LEDGER_ALLOW_OUTBOUND", default_value = "")]
     allow_outbound: ledger::a2a::OutboundPolicy,
     /// Longest a request may take, in seconds (websocket feeds excepted).
-    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT", default_value_t = defaults().limits.request_timeout.as_secs())]
     request_timeout: u64,
     /// Most requests served at once; more get 503.
-    #[arg(long, env = "LEDGER_MAX_IN_FLIGHT", default_value_t = 512)]
+    #[arg(long, env = "LEDGER_MAX_IN_FLIGHT", default_value_t = defaults().limits.max_in_flight_requests)]
     max_in_flight: usize,
     /// Registrations per client address per minute (0: unlimited).
-    #[arg(long, env = "LEDGER_REGISTRATIONS_PER_MINUTE", default_value_t = 30)]
+    #[arg(long, env = "LEDGER_REGISTRATIONS_PER_MINUTE", default_value_t = defaults().limits.registrations_per_minute)]
     registrations_per_minute: u32,
     /// Failed authentications per client address per minute (0: unlimited).
-    #[arg(long, env = "LEDGER_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    #[arg(long, env = "LEDGER_AUTH_FAILURES_PER_MINUTE", default_value_t = defaults().limits.auth_failures_per_minute)]
     auth_failures_per_minute: u32,
     /// Commands per workspace per second, bursts of twice that (0: unlimited).
-    #[arg(long, env = "LEDGER_COMMANDS_PER_SECOND", default_value_t = 100)]
+    #[arg(long, env = "LEDGER_COMMANDS_PER_SECOND", default_value_t = defaults().limits.commands_per_second)]
     commands_per_second: u32,
     /// Live-feed subscribers of this process.
-    #[arg(long, env = "LEDGER_WS_MAX_SUBSCRIBERS", default_value_t = 2048)]
+    #[arg(long, env = "LEDGER_WS_MAX_SUBSCRIBERS", default_value_t = defaults().hub.max_subscribers)]
     ws_max_subscribers: usize,
     /// Live-feed subscribers per token.
-    #[arg(long, env = "LEDGER_WS_MAX_PER_TOKEN", default_value_t = 32)]
+    #[arg(long, env = "LEDGER_WS_MAX_PER_TOKEN", default_value_t = defaults().hub.max_subscribers_per_token)]
     ws_max_per_token: usize,
     /// A header carrying the client address, set by a reverse proxy you run
     /// (e.g. x-forwarded-for; its last value is used). Unset: the TCP peer.
     #[arg(long, env = "LEDGER_TRUSTED_CLIENT_IP_HEADER")]
     trusted_client_ip_header: Option<axum::http::HeaderName>,
     /// Longest wait for a database connection, in seconds.
-    #[arg(long, env = "LEDGER_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
+    #[arg(long, env = "LEDGER_DB_ACQUIRE_TIMEOUT", default_value_t = defaults().acquire_timeout.as_secs())]
     db_acquire_timeout: u64,
     /// Longest any statement may run, in seconds.
-    #[arg(long, env = "LEDGER_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "LEDGER_DB_STATEMENT_TIMEOUT", default_value_t = defaults().statement_timeout.as_secs())]
     db_statement_timeout: u64,
 }
 

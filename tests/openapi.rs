@@ -3,7 +3,7 @@
 //! every error response; `GET /docs` shows it in Swagger UI.
 //!
 //! The route list is read from the router's source (every `.route("…",
-//! method(…))` under src/http and src/ws), so a route added without an
+//! method(…))` under src/http and src/ws, subfolders included), so a route added without an
 //! `#[utoipa::path]` — or a path attribute naming the wrong path — fails
 //! here.
 
@@ -18,11 +18,16 @@ use serde_json::Value;
 fn routes() -> Vec<(String, String)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
-    for dir in ["http", "ws"] {
-        let entries = std::fs::read_dir(root.join(dir)).expect("source dir is readable");
+    // Every file under src/http and src/ws, subfolders (e.g. http/audit/)
+    // included.
+    let mut dirs: Vec<std::path::PathBuf> = vec![root.join("http"), root.join("ws")];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).expect("source dir is readable");
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "rs") {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
                 let source = std::fs::read_to_string(&path).expect("source is readable");
                 found.extend(routes_in(&source));
             }

@@ -149,13 +149,7 @@ impl EmbeddedPostgres {
         prepare_log_file(&log_file)?;
         if let Some(ra) = &run_as {
             for path in [&data_dir, &socket_dir, &log_file] {
-                std::os::unix::fs::chown(path, Some(ra.uid), Some(ra.gid)).with_context(|| {
-                    format!(
-                        "failed to chown {} to the `{}` user",
-                        path.display(),
-                        ra.user
-                    )
-                })?;
+                ra.give(path)?;
             }
             check_reachable(ra, &data_dir).await?;
         }
@@ -351,8 +345,7 @@ impl EmbeddedPostgres {
         let pwfile = self.data_dir.join(format!("{PASSWORD_FILE}.initdb"));
         write_private_file(&pwfile, &self.password)?;
         if let Some(ra) = &self.run_as {
-            std::os::unix::fs::chown(&pwfile, Some(ra.uid), Some(ra.gid))
-                .with_context(|| format!("failed to chown {}", pwfile.display()))?;
+            ra.give(&pwfile)?;
         }
         let mut args: Vec<OsString> = vec![
             "-D".into(),

@@ -21,6 +21,19 @@ pub(super) struct RunAs {
     pub(super) switch: SwitchUser,
 }
 
+impl RunAs {
+    /// Make `path` this user's (the server writes there).
+    pub(super) fn give(&self, path: &Path) -> Result<()> {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).with_context(|| {
+            format!(
+                "failed to chown {} to the `{}` user",
+                path.display(),
+                self.user
+            )
+        })
+    }
+}
+
 /// The tool used to run a command as [`RunAs::user`].
 #[derive(Debug, Clone)]
 pub(super) enum SwitchUser {

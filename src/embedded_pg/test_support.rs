@@ -44,9 +44,7 @@ impl EmbeddedPostgres {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("failed to create {}", data_dir.display()))?;
         if let Some(ra) = &self.run_as {
-            std::os::unix::fs::chown(data_dir, Some(ra.uid), Some(ra.gid)).with_context(|| {
-                format!("failed to chown {} to `{}`", data_dir.display(), ra.user)
-            })?;
+            ra.give(data_dir)?;
         }
         let basebackup = self.client_tool("pg_basebackup")?;
         let port = self.port.to_string();

@@ -13,6 +13,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::commands::CommandBus;
 use crate::config::Config;
@@ -23,7 +24,6 @@ use crate::log::progress::{self, Progress};
 use crate::log::sequencer::{self, SequencerConfig};
 use crate::projection_runner;
 use crate::replicas::ReadPools;
-use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::ws::{Hub, HubConfig};
 
 /// How long in-flight requests may run on after shutdown starts.
@@ -37,9 +37,10 @@ pub struct Application {
     database: Database,
     admin_token: Option<String>,
     /// Stops the background tasks (after the HTTP server has drained).
-    trigger: ShutdownTrigger,
-    /// Closes websocket subscribers (as soon as shutdown starts).
-    closing: ShutdownTrigger,
+    shutdown: CancellationToken,
+    /// Closes websocket subscribers (as soon as shutdown starts); a child
+    /// of `shutdown`.
+    closing: CancellationToken,
     tasks: JoinSet<()>,
     hub: Arc<Hub>,
 }
@@ -64,8 +65,9 @@ impl Application {
             }
         };
 
-        let (trigger, shutdown) = ShutdownTrigger::new();
-        let background = start_background(&database.pool, config.hub.clone(), shutdown).await?;
+        let shutdown = CancellationToken::new();
+        let background =
+            start_background(&database.pool, config.hub.clone(), shutdown.clone()).await?;
         let bus = CommandBus::new(
             database.pool.clone(),
             background.progress.clone(),
@@ -82,7 +84,7 @@ impl Application {
             tasks.spawn(dispatch::leader::run(
                 Arc::new(dispatcher),
                 background.progress.clone(),
-                trigger.subscribe(),
+                shutdown.clone(),
             ));
         }
         if let Some(nats) = config.nats.clone() {
@@ -90,10 +92,10 @@ impl Application {
                 database.pool.clone(),
                 background.progress.clone(),
                 nats,
-                trigger.subscribe(),
+                shutdown.clone(),
             ));
         }
-        let (closing, closing_signal) = ShutdownTrigger::new();
+        let closing = shutdown.child_token();
         let key_secret =
             crate::secrets::installation_secret(&database.pool, crate::secrets::IDEMPOTENCY_KEYS)
                 .await?;
@@ -104,7 +106,7 @@ impl Application {
             &config.pool_settings(),
         )?);
         if reads.has_replicas() {
-            tasks.spawn(reads.clone().watch(trigger.subscribe()));
+            tasks.spawn(reads.clone().watch(shutdown.clone()));
             background.hub.read_replays_from(reads.clone());
         }
         let state = AppState {
@@ -120,7 +122,7 @@ impl Application {
                 max: config.dispatch.max_deadline,
             },
             hub: background.hub.clone(),
-            shutdown: closing_signal,
+            shutdown: closing.clone(),
             progress: background.progress.clone(),
             readiness_max_lag: config.readiness_max_lag,
             readiness_max_unpositioned_age: config.readiness_max_unpositioned_age,
@@ -137,7 +139,7 @@ impl Application {
             router,
             database,
             admin_token,
-            trigger,
+            shutdown,
             closing,
             tasks,
             hub,
@@ -177,21 +179,24 @@ impl Application {
             listener,
             router,
             mut database,
-            trigger,
+            shutdown,
             closing,
             mut tasks,
             hub,
             ..
         } = self;
+        // Should this future be dropped before the end (its runtime ending),
+        // subscribers and background tasks still stop (`closing` is a child).
+        let _stop_on_drop = shutdown.clone().drop_guard();
         tracing::info!(addr = %listener.local_addr()?, "serving");
         // Websocket subscribers are closed (going away, with their last
         // position) as soon as shutdown starts; background tasks stop only
         // after in-flight requests finished, since those wait on them.
-        let mut closed = closing.subscribe();
+        let closed = closing.clone();
         let signal = async move {
             signal.await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
-            closing.trigger();
+            closing.cancel();
         };
         // The peer address feeds the per-address rate limits.
         let server = axum::serve(
@@ -201,7 +206,7 @@ impl Application {
         .with_graceful_shutdown(signal);
         // In-flight requests get a bounded grace period once shutdown starts.
         let grace = async move {
-            closed.wait().await;
+            closed.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         let served = tokio::select! {
@@ -222,7 +227,7 @@ impl Application {
             subscribers.wait_for(|connected| *connected == 0),
         )
         .await;
-        trigger.trigger();
+        shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         database.pool.close().await;
         if let Some(mut cluster) = database.embedded.take() {
@@ -244,7 +249,7 @@ pub struct Background {
 pub async fn start_background(
     pool: &PgPool,
     hub: HubConfig,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<Background> {
     let all = projections::all();
     projection_runner::register(pool, &all).await?;

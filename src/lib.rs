@@ -29,7 +29,7 @@
 //!   JetStream.
 //! * [`leader`] — advisory-lock election of the single-leader roles.
 //! * [`secrets`] — secrets of the installation, kept in the database.
-//! * [`shutdown`], [`telemetry`] — plumbing.
+//! * [`telemetry`] — plumbing.
 //!
 //! The pure domain lives in the `aggregates` crate and the read-model
 //! mapping in the `projections` crate; dependencies flow one way:
@@ -52,6 +52,5 @@ pub mod projection_runner;
 pub mod rebuild;
 pub mod replicas;
 pub mod secrets;
-pub mod shutdown;
 pub mod telemetry;
 pub mod ws;

@@ -15,22 +15,17 @@
 //! the runner waits for it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use projections::{LedgerEvent, LogEntry, Projection, ProjectionError};
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
 
+use crate::log::follow::{follow, OnError, Round, Rounds, IDLE_CHECK, RETRY_PAUSE};
 use crate::log::progress::{Progress, PROJECTION_CHANNEL};
 use crate::log::reader::read_after;
-use crate::shutdown::Shutdown;
 
 /// Most log entries applied in one transaction.
 pub const BATCH_SIZE: i64 = 1000;
-/// Pause after a failed batch before trying again (the entry is retried,
-/// never skipped).
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// Longest wait for news of the log before checking anyway.
-const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -59,44 +54,56 @@ pub async fn register(
     Ok(())
 }
 
-/// Follow the log for `projections` until shutdown.
+/// Follow the log for `projections` until cancelled. A failed batch is
+/// retried after a pause (its entries are never skipped).
 pub async fn run(
     pool: PgPool,
     projections: Vec<Box<dyn Projection>>,
     progress: Arc<Progress>,
-    mut shutdown: Shutdown,
+    cancel: CancellationToken,
 ) {
+    let mut rounds = Runner {
+        pool: &pool,
+        projections: &projections,
+        progress: &progress,
+    };
     let mut sequenced = progress.subscribe_sequenced();
-    loop {
-        if shutdown.is_shutdown() {
-            return;
+    // Every failure is retried: this ends only once cancelled.
+    let _ = follow(&mut rounds, &mut sequenced, IDLE_CHECK, &cancel).await;
+}
+
+/// The runner's rounds: each applies the next batch to every view.
+struct Runner<'a> {
+    pool: &'a PgPool,
+    projections: &'a [Box<dyn Projection>],
+    progress: &'a Progress,
+}
+
+impl Rounds for Runner<'_> {
+    type Error = RunnerError;
+
+    async fn round(&mut self) -> Result<Round, RunnerError> {
+        for (name, position) in step(self.pool, self.projections).await? {
+            self.progress.publish_projected(name, position);
         }
-        let slowest = projections
+        // Caught up once every view has what the log's head holds, as far
+        // as this process has heard.
+        let slowest = self
+            .projections
             .iter()
-            .map(|p| progress.projected(p.name()).unwrap_or(-1))
+            .map(|p| self.progress.projected(p.name()).unwrap_or(-1))
             .min()
             .unwrap_or(-1);
-        if slowest >= 0 && slowest >= sequenced.borrow_and_update().head {
-            tokio::select! {
-                _ = sequenced.changed() => {}
-                _ = tokio::time::sleep(IDLE_CHECK) => {}
-                _ = shutdown.wait() => return,
-            }
-        }
-        match step(&pool, &projections).await {
-            Ok(checkpoints) => {
-                for (name, position) in checkpoints {
-                    progress.publish_projected(name, position);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "projection batch failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
-                    _ = shutdown.wait() => return,
-                }
-            }
-        }
+        Ok(if slowest >= 0 && slowest >= self.progress.head() {
+            Round::CaughtUp
+        } else {
+            Round::Progressed
+        })
+    }
+
+    fn on_error(&mut self, error: &RunnerError, _: u32) -> OnError {
+        tracing::error!(%error, "projection batch failed; retrying");
+        OnError::RetryAfter(RETRY_PAUSE)
     }
 }
 

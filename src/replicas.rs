@@ -32,7 +32,6 @@ use tokio::time::Instant;
 use crate::db::{self, PoolSettings};
 use crate::log::Progress;
 use crate::metrics::{REPLICA_LAG, REPLICA_UP};
-use crate::shutdown::Shutdown;
 
 /// How often every replica's applied position is read in the background.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -323,14 +322,14 @@ impl ReadPools {
         }
     }
 
-    /// Check the replicas every [`CHECK_INTERVAL`] until shutdown.
-    pub async fn watch(self: Arc<Self>, mut shutdown: Shutdown) {
+    /// Check the replicas every [`CHECK_INTERVAL`] until cancelled.
+    pub async fn watch(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         let mut every = tokio::time::interval(CHECK_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = every.tick() => self.check().await,
-                _ = shutdown.wait() => return,
+                _ = cancel.cancelled() => return,
             }
         }
     }

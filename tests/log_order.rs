@@ -12,7 +12,7 @@ use chrono::Utc;
 use ledger::commands::{CommandBus, CommandError};
 use ledger::log::reader::LogReader;
 use ledger::log::verify::verify;
-use ledger::shutdown::ShutdownTrigger;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const WRITERS: usize = 8;
@@ -24,8 +24,8 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
     let url = common::fresh_database_url().await;
     let pool = ledger::db::connect(&url, 30).await.expect("connect");
     ledger::db::migrate(&pool).await.expect("migrate");
-    let (trigger, shutdown) = ShutdownTrigger::new();
-    let background = ledger::app::start_background(&pool, Default::default(), shutdown)
+    let shutdown = CancellationToken::new();
+    let background = ledger::app::start_background(&pool, Default::default(), shutdown.clone())
         .await
         .expect("background");
     let bus = CommandBus::new(
@@ -106,7 +106,7 @@ async fn concurrent_writers_produce_a_dense_complete_ordered_chained_log() {
         .await
         .expect("the reader should reach every committed event")
         .expect("reader task");
-    trigger.trigger();
+    shutdown.cancel();
 
     let committed: Vec<(i64, String, String, i64)> =
         sqlx::query_as("select event_id, aggregate_type, aggregate_id, sequence from events")

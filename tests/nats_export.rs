@@ -381,7 +381,7 @@ async fn two_exporters_at_once_store_each_position_once() {
         ..nats_config(&nats.url)
     };
     let progress = Arc::new(ledger::log::Progress::new(Vec::new()));
-    let (trigger, shutdown) = ledger::shutdown::ShutdownTrigger::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ledger::log::progress::listen(
         app.pool.clone(),
         progress.clone(),
@@ -398,19 +398,19 @@ async fn two_exporters_at_once_store_each_position_once() {
         if n == 1 {
             wait_exported(&nats, 1, Duration::from_secs(60)).await;
         }
-        let (config, progress, mut shutdown) = (config.clone(), progress.clone(), shutdown.clone());
+        let (config, progress, shutdown) = (config.clone(), progress.clone(), shutdown.clone());
         let url = app.database_url.clone();
         exporters.push(tokio::spawn(async move {
             let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
             let js = ledger::export::nats::connect(&config).await.expect("nats");
-            ledger::export::nats::export(&mut conn, &js, &config, &progress, &mut shutdown).await
+            ledger::export::nats::export(&mut conn, &js, &config, &progress, &shutdown).await
         }));
     }
     wait_exported(&nats, 2_000, Duration::from_secs(60)).await;
     fill(&app.pool, 4_001, 6_000).await;
     common::settle(&app.pool).await;
     wait_exported(&nats, 6_000, Duration::from_secs(60)).await;
-    trigger.trigger();
+    shutdown.cancel();
     for exporter in exporters {
         exporter
             .await

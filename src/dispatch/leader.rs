@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use aggregates::delegation::{Delegation, DelegationCommand, DelegationError, StatusUpdate};
 use chrono::Utc;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -37,9 +37,10 @@ use super::drive::{actor, cancel_remote_task, metadata, withdraw_queue_item};
 use super::reactions::{reaction, Reaction};
 use super::{DispatchError, Dispatcher, Term, ROLE};
 use crate::commands::CommandError;
+use crate::leader::{Election, LivenessCheck, TermError, LIVENESS_CHECK};
+use crate::log::follow::{follow, OnError, Round, Rounds};
 use crate::log::progress::Progress;
 use crate::log::reader::read_after;
-use crate::shutdown::Shutdown;
 
 /// The advisory lock key that elects the dispatcher ("ledgdsp1").
 pub const LEADER_LOCK_KEY: i64 = 0x6c65_6467_6473_7031;
@@ -47,52 +48,44 @@ pub const LEADER_LOCK_KEY: i64 = 0x6c65_6467_6473_7031;
 pub const CHECKPOINT: &str = "dispatcher";
 /// Log entries read per round.
 const BATCH: i64 = 500;
-/// How often the lock connection is checked.
-const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 /// Delegations past their deadline failed per sweep.
 const DEADLINE_SWEEP: i64 = 500;
 
-/// Run for the life of the process: campaign, lead while elected.
-pub async fn run(dispatcher: Arc<Dispatcher>, progress: Arc<Progress>, mut shutdown: Shutdown) {
-    let pool = dispatcher.pool.clone();
-    while !shutdown.is_shutdown() {
-        match crate::leader::campaign(&pool, LEADER_LOCK_KEY).await {
-            Ok(Some(mut lock)) => match take_epoch(&mut lock).await {
-                Ok(epoch) => {
-                    tracing::info!(epoch, "dispatcher elected leader");
-                    let term = Term {
-                        epoch,
-                        stop: CancellationToken::new(),
-                    };
-                    let mut tasks = JoinSet::new();
-                    let led = lead(
-                        &dispatcher,
-                        &progress,
-                        &mut lock,
-                        &mut tasks,
-                        &term,
-                        &mut shutdown,
-                    )
-                    .await;
-                    end_term(&dispatcher, &term, tasks).await;
-                    if let Err(error) = led {
-                        tracing::error!(%error, epoch, "dispatcher stopped leading; campaigning again");
-                    }
-                    let _ = lock.close().await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "dispatcher could not take its epoch");
-                    let _ = lock.close().await;
-                }
-            },
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "dispatcher could not campaign"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(dispatcher.config.election_interval) => {}
-            _ = shutdown.wait() => {}
-        }
+/// Run until cancelled: campaign, lead while elected.
+pub async fn run(dispatcher: Arc<Dispatcher>, progress: Arc<Progress>, cancel: CancellationToken) {
+    let mut election = Election::new(
+        &dispatcher.pool,
+        ROLE,
+        LEADER_LOCK_KEY,
+        dispatcher.config.election_interval,
+        &cancel,
+    );
+    while let Some(mut lock) = election.elected().await {
+        let led = serve_term(&dispatcher, &progress, &mut lock, &cancel).await;
+        election.step_down(lock, led).await;
     }
+}
+
+impl TermError for DispatchError {}
+
+/// One term, from its epoch to the drain of its sends. The term's token is
+/// a child of `cancel`: shutdown ends it, and so does the end of [`lead`].
+async fn serve_term(
+    d: &Arc<Dispatcher>,
+    progress: &Progress,
+    lock: &mut PgConnection,
+    cancel: &CancellationToken,
+) -> Result<(), DispatchError> {
+    let epoch = take_epoch(lock).await?;
+    tracing::info!(epoch, "dispatcher term begins");
+    let term = Term {
+        epoch,
+        stop: cancel.child_token(),
+    };
+    let mut tasks = JoinSet::new();
+    let led = lead(d, progress, lock, &mut tasks, &term).await;
+    end_term(d, &term, tasks).await;
+    led
 }
 
 /// Start a new term: the next epoch. The update waits for every fenced
@@ -135,67 +128,97 @@ async fn lead(
     lock: &mut PgConnection,
     tasks: &mut JoinSet<()>,
     term: &Term,
-    shutdown: &mut Shutdown,
 ) -> Result<(), DispatchError> {
     let pool = d.pool.clone();
     sqlx::query("insert into process_checkpoints (name) values ($1) on conflict do nothing")
         .bind(CHECKPOINT)
         .execute(&pool)
         .await?;
-    let mut checkpoint: i64 =
+    let checkpoint: i64 =
         sqlx::query_scalar("select position from process_checkpoints where name = $1")
             .bind(CHECKPOINT)
             .fetch_one(&pool)
             .await?;
-    resume(d, &pool, checkpoint, tasks, term, shutdown).await?;
+    resume(d, &pool, checkpoint, tasks, term).await?;
 
+    let mut rounds = Leading {
+        d,
+        pool: &pool,
+        lock,
+        tasks,
+        term,
+        checkpoint,
+        last_sweep: tokio::time::Instant::now(),
+        liveness: LivenessCheck::new(),
+    };
+    let idle = d.config.expiry_sweep.min(LIVENESS_CHECK);
     let mut sequenced = progress.subscribe_sequenced();
-    let mut last_sweep = tokio::time::Instant::now();
-    let mut last_check = tokio::time::Instant::now();
-    let mut failures = 0u32;
-    loop {
-        if shutdown.is_shutdown() {
-            return Ok(());
-        }
-        while tasks.try_join_next().is_some() {}
+    follow(&mut rounds, &mut sequenced, idle, &term.stop)
+        .await
+        .map_err(|error| match error {
+            RoundError::LockLost(error) => DispatchError::Database(error),
+            RoundError::Follow(error) => error,
+        })
+}
+
+/// The leader's rounds: reap finished drives, check the lock connection,
+/// sweep when due, and react to the next batch of the log.
+struct Leading<'a> {
+    d: &'a Arc<Dispatcher>,
+    pool: &'a PgPool,
+    lock: &'a mut PgConnection,
+    tasks: &'a mut JoinSet<()>,
+    term: &'a Term,
+    checkpoint: i64,
+    last_sweep: tokio::time::Instant,
+    liveness: LivenessCheck,
+}
+
+/// Why a round failed.
+enum RoundError {
+    /// The lock connection: the term ends.
+    LockLost(sqlx::Error),
+    /// Following the log: a failing database delays the follower, it does
+    /// not depose it (a new term would leave answers in flight
+    /// unrecorded).
+    Follow(DispatchError),
+}
+
+impl Rounds for Leading<'_> {
+    type Error = RoundError;
+
+    async fn round(&mut self) -> Result<Round, RoundError> {
+        let d = self.d;
+        while self.tasks.try_join_next().is_some() {}
         // Only the lock connection failing ends the term.
-        if last_check.elapsed() >= LIVENESS_CHECK {
-            last_check = tokio::time::Instant::now();
-            sqlx::query("select 1").execute(&mut *lock).await?;
-        }
-        if last_sweep.elapsed() >= d.config.expiry_sweep {
-            last_sweep = tokio::time::Instant::now();
-            if let Err(error) = expire_due(&pool, &d.bus, Utc::now()).await {
+        self.liveness
+            .if_due(self.lock)
+            .await
+            .map_err(RoundError::LockLost)?;
+        if self.last_sweep.elapsed() >= d.config.expiry_sweep {
+            self.last_sweep = tokio::time::Instant::now();
+            if let Err(error) = expire_due(self.pool, &d.bus, Utc::now()).await {
                 tracing::warn!(%error, "queue expiry sweep failed");
             }
             if let Err(error) = expire_deadlines(d).await {
                 tracing::warn!(%error, "deadline sweep failed");
             }
         }
-        // A failing database delays the log follower; it does not depose
-        // it (a new term would leave answers in flight unrecorded).
-        match follow_log(d, &pool, &mut checkpoint, tasks, term).await {
-            Ok(true) => {
-                failures = 0;
-                continue;
-            }
-            Ok(false) => failures = 0,
-            Err(error) => {
-                let wait = d.config.retry.delay(failures);
-                failures = failures.saturating_add(1);
-                tracing::warn!(%error, ?wait, "dispatcher could not follow the log; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait() => return Ok(()),
-                }
-                continue;
-            }
+        match follow_log(d, self.pool, &mut self.checkpoint, self.tasks, self.term).await {
+            Ok(true) => Ok(Round::Progressed),
+            Ok(false) => Ok(Round::CaughtUp),
+            Err(error) => Err(RoundError::Follow(error)),
         }
-        let wait = d.config.expiry_sweep.min(LIVENESS_CHECK);
-        tokio::select! {
-            _ = sequenced.changed() => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait() => return Ok(()),
+    }
+
+    fn on_error(&mut self, error: &RoundError, failures: u32) -> OnError {
+        match error {
+            RoundError::LockLost(_) => OnError::Stop,
+            RoundError::Follow(error) => {
+                let wait = self.d.config.retry.delay(failures);
+                tracing::warn!(%error, ?wait, "dispatcher could not follow the log; retrying");
+                OnError::RetryAfter(wait)
+            }
         }
     }
 }
@@ -273,7 +296,6 @@ async fn resume(
     checkpoint: i64,
     tasks: &mut JoinSet<()>,
     term: &Term,
-    shutdown: &mut Shutdown,
 ) -> Result<(), DispatchError> {
     loop {
         let projected: i64 = sqlx::query_scalar(
@@ -286,7 +308,7 @@ async fn resume(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = shutdown.wait() => return Ok(()),
+            _ = term.stop.cancelled() => return Ok(()),
         }
     }
     let open: Vec<Uuid> = sqlx::query_scalar(

@@ -181,8 +181,9 @@ where
 
 /// One term of leadership: the epoch it was elected with (which fences
 /// every send it records) and the token that ends it (leadership lost, or
-/// shutdown): then no new send starts, sends in flight finish and are
-/// recorded, and followers and retries stop.
+/// shutdown — it is a child of the process's shutdown token): then no new
+/// send starts, sends in flight finish and are recorded, and followers and
+/// retries stop.
 #[derive(Debug, Clone)]
 pub struct Term {
     pub epoch: u64,

@@ -37,20 +37,22 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, RawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, Context};
 use async_nats::HeaderMap;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 
 use super::message::{
     self, ExportedEntry, POSITION_HEADER, SOURCE_HEADER, STREAM_SUBJECTS, TARGET_HEADER,
 };
 use super::NatsExportConfig;
+use crate::leader::{Election, LivenessCheck, TermError, LIVENESS_CHECK};
+use crate::log::follow::{follow, OnError, Round, Rounds};
 use crate::log::progress::Progress;
 use crate::metrics;
-use crate::shutdown::Shutdown;
 
 /// The advisory lock key that elects the NATS exporter ("ledgnat1").
 pub const LEADER_LOCK_KEY: i64 = 0x6c65_6467_6e61_7431;
-/// How often an idle leader checks its lock connection.
-const LIVENESS_CHECK: Duration = Duration::from_secs(2);
+/// The role's name in log lines.
+const ROLE: &str = "NATS exporter";
 /// Longest a JetStream request (stream info, a publish's ack) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,68 +93,70 @@ impl ExportError {
     }
 }
 
-/// Run for the life of the process: connect, campaign, export while
-/// elected; after a failure, log it once and try again with backoff.
+impl TermError for ExportError {
+    /// A stream that is not this log's needs an operator; the rest (NATS or
+    /// the database away for a while) passes.
+    fn is_severe(&self) -> bool {
+        matches!(self, Self::Mismatch { .. })
+    }
+}
+
+/// Run until cancelled: connect, then campaign and export while elected;
+/// after a failure, log it once and try again with backoff.
 pub async fn run(
     pool: PgPool,
     progress: Arc<Progress>,
     config: NatsExportConfig,
-    mut shutdown: Shutdown,
+    cancel: CancellationToken,
 ) {
-    let mut context: Option<Context> = None;
-    let mut failures = 0u32;
-    while !shutdown.is_shutdown() {
-        let pause = match term(&pool, &progress, &config, &mut context, &mut shutdown).await {
-            Ok(_) => {
-                failures = 0;
-                config.election_interval
-            }
-            Err(error) => {
-                let pause = backoff(&config, failures);
-                failures = failures.saturating_add(1);
-                ::metrics::counter!(metrics::NATS_EXPORT_ERRORS, "kind" => error.kind())
-                    .increment(1);
-                if matches!(error, ExportError::Mismatch { .. }) {
-                    tracing::error!(%error, ?pause, "NATS export refused; retrying");
-                } else {
-                    tracing::warn!(%error, ?pause, "NATS export stopped; retrying");
-                }
-                pause
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.wait() => {}
+    let Some(js) = connected(&config, &cancel).await else {
+        return;
+    };
+    let mut election = Election::new(
+        &pool,
+        ROLE,
+        LEADER_LOCK_KEY,
+        config.election_interval,
+        &cancel,
+    )
+    .retry_pause(|failures| backoff(&config, failures))
+    .on_campaign_error(|_| count_error("database"));
+    while let Some(mut lock) = election.elected().await {
+        let exported = export(&mut lock, &js, &config, &progress, &cancel).await;
+        if let Err(error) = &exported {
+            count_error(error.kind());
         }
+        election.step_down(lock, exported).await;
     }
 }
 
-/// Connect if not connected, campaign, and export while elected; false
-/// when another process leads.
-async fn term(
-    pool: &PgPool,
-    progress: &Progress,
-    config: &NatsExportConfig,
-    context: &mut Option<Context>,
-    shutdown: &mut Shutdown,
-) -> Result<bool, ExportError> {
-    let js = match context.clone() {
-        Some(js) => js,
-        None => {
-            let js = connect(config).await?;
-            tracing::info!(url = %config.url, "connected to NATS");
-            *context = Some(js.clone());
-            js
+/// Connect to NATS, retrying with backoff; `None` once cancelled. (Before
+/// campaigning: a process that cannot reach NATS leaves the lead to one
+/// that can.)
+async fn connected(config: &NatsExportConfig, cancel: &CancellationToken) -> Option<Context> {
+    let mut failures = 0u32;
+    while !cancel.is_cancelled() {
+        let error = match connect(config).await {
+            Ok(js) => {
+                tracing::info!(url = %config.url, "connected to NATS");
+                return Some(js);
+            }
+            Err(error) => error,
+        };
+        let pause = backoff(config, failures);
+        failures = failures.saturating_add(1);
+        count_error(error.kind());
+        tracing::warn!(%error, ?pause, "NATS exporter could not connect; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = cancel.cancelled() => {}
         }
-    };
-    let Some(mut lock) = crate::leader::campaign(pool, LEADER_LOCK_KEY).await? else {
-        return Ok(false);
-    };
-    tracing::info!(stream = %config.stream, "NATS exporter elected leader");
-    let led = export(&mut lock, &js, config, progress, shutdown).await;
-    // Closing the connection releases the advisory lock.
-    let _ = lock.close().await;
-    led.map(|()| true)
+    }
+    None
+}
+
+fn count_error(kind: &'static str) {
+    ::metrics::counter!(metrics::NATS_EXPORT_ERRORS, "kind" => kind).increment(1);
 }
 
 /// `retry_initial` doubled per earlier failure, at most `retry_max`.
@@ -184,53 +188,68 @@ pub async fn connect(config: &NatsExportConfig) -> Result<Context, ExportError> 
         .build(client))
 }
 
-/// One term: export from where the stream ends until shutdown, or until an
-/// error (the lock connection failing among them). Public so tests can run
-/// two exporters at once, as a deposed and a new leader would.
+/// One term: export from where the stream ends until cancelled, or until
+/// an error (the lock connection failing among them). Public so tests can
+/// run two exporters at once, as a deposed and a new leader would.
 pub async fn export(
     lock: &mut PgConnection,
     js: &Context,
     config: &NatsExportConfig,
     progress: &Progress,
-    shutdown: &mut Shutdown,
+    cancel: &CancellationToken,
 ) -> Result<(), ExportError> {
     let mut stream = ensure_stream(js, &config.stream).await?;
-    let mut exported = resume_point(&mut stream, lock, &config.stream).await?;
+    let exported = resume_point(&mut stream, lock, &config.stream).await?;
     tracing::info!(stream = %config.stream, position = exported, "NATS export resuming");
     record_position(exported, progress);
+    let mut rounds = Exporting {
+        lock,
+        js,
+        config,
+        progress,
+        cancel,
+        stream,
+        exported,
+        liveness: LivenessCheck::new(),
+    };
     let mut sequenced = progress.subscribe_sequenced();
-    let mut last_check = tokio::time::Instant::now();
-    loop {
-        if shutdown.is_shutdown() {
-            return Ok(());
-        }
-        // Marked seen before reading: a head published after this read
-        // wakes the wait below.
-        let _ = sequenced.borrow_and_update();
-        let entries = message::read_after(&mut *lock, exported, config.batch).await?;
+    follow(&mut rounds, &mut sequenced, LIVENESS_CHECK, cancel).await
+}
+
+/// The leader's rounds: each publishes the next batch of the log.
+struct Exporting<'a> {
+    lock: &'a mut PgConnection,
+    js: &'a Context,
+    config: &'a NatsExportConfig,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+    stream: Stream,
+    /// The last position the stream holds.
+    exported: i64,
+    liveness: LivenessCheck,
+}
+
+impl Rounds for Exporting<'_> {
+    type Error = ExportError;
+
+    async fn round(&mut self) -> Result<Round, ExportError> {
+        let config = self.config;
+        let entries = message::read_after(&mut *self.lock, self.exported, config.batch).await?;
         if entries.is_empty() {
-            record_position(exported, progress);
-            if last_check.elapsed() >= LIVENESS_CHECK {
-                last_check = tokio::time::Instant::now();
-                sqlx::query("select 1").execute(&mut *lock).await?;
-            }
-            tokio::select! {
-                _ = sequenced.changed() => {}
-                _ = tokio::time::sleep(LIVENESS_CHECK) => {}
-                _ = shutdown.wait() => return Ok(()),
-            }
-            continue;
+            record_position(self.exported, self.progress);
+            self.liveness.if_due(self.lock).await?;
+            return Ok(Round::CaughtUp);
         }
         let published = tokio::select! {
-            published = publish(js, &config.stream, &entries) => published,
+            published = publish(self.js, &config.stream, &entries) => published,
             // Stopping mid-batch is safe: the stream says what arrived.
-            _ = shutdown.wait() => return Ok(()),
+            _ = self.cancel.cancelled() => return Ok(Round::CaughtUp),
         };
         match published {
             Ok(last) => {
                 ::metrics::counter!(metrics::NATS_EXPORTED).increment(entries.len() as u64);
-                exported = last;
-                record_position(exported, progress);
+                self.exported = last;
+                record_position(self.exported, self.progress);
             }
             // Someone else moved the stream (a deposed or a concurrent
             // exporter): go on from where it now ends, once it is checked.
@@ -238,15 +257,23 @@ pub async fn export(
                 if cause.kind() == PublishErrorKind::WrongLastSequence =>
             {
                 ::metrics::counter!(metrics::NATS_EXPORT_RESYNCS).increment(1);
-                exported = resume_point(&mut stream, lock, &config.stream).await?;
+                self.exported = resume_point(&mut self.stream, self.lock, &config.stream).await?;
                 tracing::info!(
                     position,
-                    resumed_after = exported,
+                    resumed_after = self.exported,
                     "the stream moved under the NATS exporter; resuming where it ends"
                 );
             }
             Err(other) => return Err(other),
         }
+        Ok(Round::Progressed)
+    }
+
+    /// Its reads go through the lock connection, and a stream that is not
+    /// this log's is not retried in place: a failure ends the term (the
+    /// election loop retries with backoff).
+    fn on_error(&mut self, _: &ExportError, _: u32) -> OnError {
+        OnError::Stop
     }
 }
 

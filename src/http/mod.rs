@@ -33,7 +33,6 @@ use tower_http::trace::TraceLayer;
 
 use crate::a2a::OutboundPolicy;
 use crate::commands::CommandBus;
-use crate::shutdown::Shutdown;
 use crate::ws::Hub;
 use error::ApiError;
 use limits::{Limits, RateLimits};
@@ -60,9 +59,9 @@ pub struct AppState {
     pub deadlines: Deadlines,
     /// The live feed's fan-out.
     pub hub: Arc<Hub>,
-    /// Fires when the server starts shutting down: websocket subscribers
-    /// close with "going away" and their last position.
-    pub shutdown: Shutdown,
+    /// Cancelled when the server starts shutting down: websocket
+    /// subscribers close with "going away" and their last position.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// How far the log and this process's projections got.
     pub progress: Arc<crate::log::progress::Progress>,
     /// `/readyz` fails when a projection lags the head by more entries.

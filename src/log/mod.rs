@@ -7,9 +7,11 @@
 //! started. The [`sequencer`] builds that order; the [`reader`] serves it;
 //! [`progress`] tells waiting code how far the log and each projection got;
 //! [`chain`] defines the hash that makes tampering detectable; [`status`]
-//! reads where the log and the views stand, for readiness and metrics.
+//! reads where the log and the views stand, for readiness and metrics;
+//! [`follow`] is the round-wait-retry loop every follower of the log runs.
 
 pub mod chain;
+pub mod follow;
 pub mod progress;
 pub mod reader;
 pub mod sequencer;

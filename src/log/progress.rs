@@ -14,8 +14,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio::sync::{watch, Notify};
-
-use crate::shutdown::Shutdown;
+use tokio_util::sync::CancellationToken;
 
 /// NOTIFY channel of the sequencer: payload `head,tx_id,event_id`.
 pub const LOG_CHANNEL: &str = "ledger_log";
@@ -234,26 +233,22 @@ impl Progress {
 }
 
 /// Follow the leaders' notifications (and re-read the tables periodically)
-/// until shutdown.
-pub async fn listen(pool: PgPool, progress: std::sync::Arc<Progress>, mut shutdown: Shutdown) {
+/// until cancelled.
+pub async fn listen(pool: PgPool, progress: std::sync::Arc<Progress>, cancel: CancellationToken) {
     loop {
         if let Err(error) = progress.refresh(&pool).await {
             tracing::warn!(%error, "could not read log progress");
         }
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let mut listener = match listener(&pool).await {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(%error, "could not LISTEN for log progress; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(REFRESH_INTERVAL) => continue,
-                    _ = shutdown.wait() => return,
+                    _ = cancel.cancelled() => return,
                 }
             }
         };
-        if let Err(error) = listener.listen_all([LOG_CHANNEL, PROJECTION_CHANNEL]).await {
-            tracing::warn!(%error, "LISTEN failed; retrying");
-            continue;
-        }
         let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
         loop {
             tokio::select! {
@@ -268,8 +263,17 @@ pub async fn listen(pool: PgPool, progress: std::sync::Arc<Progress>, mut shutdo
                         tracing::warn!(%error, "could not read log progress");
                     }
                 }
-                _ = shutdown.wait() => return,
+                _ = cancel.cancelled() => return,
             }
         }
     }
+}
+
+/// A connection listening on the leaders' channels.
+async fn listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([LOG_CHANNEL, PROJECTION_CHANNEL])
+        .await?;
+    Ok(listener)
 }

@@ -25,9 +25,12 @@ use projections::entry::workspaces_of;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use tokio_util::sync::CancellationToken;
+
 use super::chain::{self, ChainedEvent, GENESIS};
+use super::follow::{follow, OnError, Round, Rounds, WakeUps};
 use super::progress::{Progress, Sequenced, Watermark, LOG_CHANNEL};
-use crate::shutdown::Shutdown;
+use crate::leader::Election;
 
 /// The advisory lock key that elects the sequencer ("ledgseq1").
 pub const LEADER_LOCK_KEY: i64 = 0x6c65_6467_7365_7131;
@@ -66,64 +69,79 @@ struct Tail {
     logged_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Run for the life of the process: campaign for leadership, lead while
-/// elected, campaign again if the lock's connection is lost.
+/// Run until cancelled: campaign for leadership, lead while elected,
+/// campaign again if the lock's connection is lost.
 pub async fn run(
     pool: PgPool,
     progress: Arc<Progress>,
     config: SequencerConfig,
-    mut shutdown: Shutdown,
+    cancel: CancellationToken,
 ) {
-    while !shutdown.is_shutdown() {
-        match crate::leader::campaign(&pool, LEADER_LOCK_KEY).await {
-            Ok(Some(mut conn)) => {
-                tracing::info!("sequencer elected leader");
-                if let Err(error) = lead(&mut conn, &progress, &config, &mut shutdown).await {
-                    tracing::error!(%error, "sequencer lost its connection; campaigning again");
-                }
-                // Closing the connection releases the advisory lock.
-                let _ = conn.close().await;
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "sequencer could not campaign"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(config.election_interval) => {}
-            _ = shutdown.wait() => {}
-        }
+    let mut election = Election::new(
+        &pool,
+        "sequencer",
+        LEADER_LOCK_KEY,
+        config.election_interval,
+        &cancel,
+    );
+    while let Some(mut lock) = election.elected().await {
+        let led = lead(&mut lock, &progress, &config, &cancel).await;
+        election.step_down(lock, led).await;
     }
 }
 
+/// One term: position events through the lock connection until cancelled
+/// or until it fails.
 async fn lead(
     conn: &mut PgConnection,
     progress: &Progress,
     config: &SequencerConfig,
-    shutdown: &mut Shutdown,
+    cancel: &CancellationToken,
 ) -> Result<(), sqlx::Error> {
-    let mut tail = load_tail(conn).await?;
+    let tail = load_tail(conn).await?;
     progress.publish_sequenced(Sequenced {
         head: tail.position,
         watermark: tail.watermark,
     });
-    loop {
-        let round = sequence_batch(conn, &mut tail, config.batch_size).await?;
-        if round.appended > 0 {
-            progress.publish_sequenced(Sequenced {
-                head: tail.position,
-                watermark: tail.watermark,
+    let mut rounds = Sequencing {
+        conn,
+        tail,
+        progress,
+        config,
+    };
+    let mut woken = WakeUps(|| progress.sequencer_woken());
+    follow(&mut rounds, &mut woken, config.poll_interval, cancel).await
+}
+
+/// The leader's rounds: each positions the next batch of events.
+struct Sequencing<'a> {
+    conn: &'a mut PgConnection,
+    tail: Tail,
+    progress: &'a Progress,
+    config: &'a SequencerConfig,
+}
+
+impl Rounds for Sequencing<'_> {
+    type Error = sqlx::Error;
+
+    async fn round(&mut self) -> Result<Round, sqlx::Error> {
+        let round = sequence_batch(self.conn, &mut self.tail, self.config.batch_size).await?;
+        Ok(if round.appended > 0 {
+            self.progress.publish_sequenced(Sequenced {
+                head: self.tail.position,
+                watermark: self.tail.watermark,
             });
-            continue;
-        }
-        let pause = if round.waiting_behind_horizon {
-            config.horizon_retry
+            Round::Progressed
+        } else if round.waiting_behind_horizon {
+            Round::Blocked(self.config.horizon_retry)
         } else {
-            config.poll_interval
-        };
-        tokio::select! {
-            _ = progress.sequencer_woken() => {}
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.wait() => return Ok(()),
-        }
+            Round::CaughtUp
+        })
+    }
+
+    /// Its connection is the lock's: a failure ends the term.
+    fn on_error(&mut self, _: &sqlx::Error, _: u32) -> OnError {
+        OnError::Stop
     }
 }
 
@@ -179,7 +197,7 @@ fn parse_xid(text: &str) -> Result<u64, sqlx::Error> {
         .map_err(|_| sqlx::Error::Protocol(format!("unexpected xid8 value {text:?}")))
 }
 
-struct Round {
+struct Batch {
     appended: usize,
     /// Events exist after the watermark but their transactions are not yet
     /// behind the horizon: try again very soon.
@@ -206,7 +224,7 @@ async fn sequence_batch(
     conn: &mut PgConnection,
     tail: &mut Tail,
     batch_size: i64,
-) -> Result<Round, sqlx::Error> {
+) -> Result<Batch, sqlx::Error> {
     // The horizon is computed in the same statement, so every event whose
     // transaction is below it is visible to this statement's snapshot.
     let rows = sqlx::query(
@@ -256,7 +274,7 @@ async fn sequence_batch(
         });
     }
     if ready.is_empty() {
-        return Ok(Round {
+        return Ok(Batch {
             appended: 0,
             waiting_behind_horizon,
         });
@@ -336,7 +354,7 @@ async fn sequence_batch(
     tail.hash = prev_hash;
     tail.watermark = last;
     tail.logged_at = logged_at.last().copied().or(tail.logged_at);
-    Ok(Round {
+    Ok(Batch {
         appended: ready.len(),
         waiting_behind_horizon,
     })

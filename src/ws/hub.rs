@@ -19,17 +19,14 @@ use std::time::Duration;
 
 use projections::broadcast::{broadcast, Broadcast};
 use tokio::sync::{broadcast as channel, watch};
+use tokio_util::sync::CancellationToken;
 
+use crate::log::follow::{follow, OnError, Round, Rounds, IDLE_CHECK, RETRY_PAUSE};
 use crate::log::{LogReader, Progress};
 use crate::replicas::ReadPools;
-use crate::shutdown::Shutdown;
 
 /// Entries read per query while following the log.
 const READ_BATCH: i64 = 1000;
-/// Longest wait for news of the log before checking anyway.
-const IDLE_CHECK: Duration = Duration::from_millis(500);
-/// Pause after a failed read before trying again.
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -284,56 +281,72 @@ impl Hub {
         self.per_token.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Follow the log until shutdown.
-    pub async fn run(self: Arc<Self>, progress: Arc<Progress>, mut shutdown: Shutdown) {
+    /// Follow the log until cancelled; a failed read is retried after a
+    /// pause.
+    pub async fn run(self: Arc<Self>, progress: Arc<Progress>, cancel: CancellationToken) {
+        let mut rounds = Following {
+            hub: &self,
+            progress: &progress,
+        };
         let mut sequenced = progress.subscribe_sequenced();
-        loop {
-            let position = self.position();
-            if sequenced.borrow_and_update().head <= position {
-                tokio::select! {
-                    _ = sequenced.changed() => {}
-                    _ = tokio::time::sleep(IDLE_CHECK) => {}
-                    _ = shutdown.wait() => return,
-                }
-            }
-            let entries = match self.reader.read_after(position, READ_BATCH).await {
-                Ok(entries) => entries,
-                Err(error) => {
-                    tracing::warn!(%error, "hub could not read the log; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_PAUSE) => continue,
-                        _ = shutdown.wait() => return,
-                    }
-                }
-            };
-            let Some(last) = entries.last().map(|e| e.position) else {
-                continue;
-            };
-            let mut messages = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                match entry.decode() {
-                    Ok(event) => messages.extend(broadcast(entry, &event)),
-                    // A poison entry is logged, not fatal to the feed; the
-                    // projection runner stops on it and readiness shows it.
-                    Err(error) => tracing::error!(%error, "hub cannot decode a log entry"),
-                }
-            }
-            let messages: Vec<Arc<LiveMessage>> = messages
-                .into_iter()
-                .map(|message| {
-                    let text: Arc<str> = message.to_json().to_string().into();
-                    Arc::new(LiveMessage { message, text })
-                })
-                .collect();
-            // The replay cache holds a position's messages before the
-            // position is published, so a replay up to it can use them.
-            self.remember(&messages);
-            // Position first, then the messages: see the module docs.
-            self.position.send_replace(last);
-            for message in messages {
-                // No receivers is fine: nobody is listening right now.
-                let _ = self.sender.send(message);
+        // Every failure is retried: this ends only once cancelled.
+        let _ = follow(&mut rounds, &mut sequenced, IDLE_CHECK, &cancel).await;
+    }
+
+    /// Read the next entries after the hub's position and publish their
+    /// messages; the last position published (`None`: nothing new).
+    async fn publish_next(&self) -> Result<Option<i64>, sqlx::Error> {
+        let entries = self.reader.read_after(self.position(), READ_BATCH).await?;
+        let Some(last) = entries.last().map(|e| e.position) else {
+            return Ok(None);
+        };
+        let mut messages = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            match entry.decode() {
+                Ok(event) => messages.extend(broadcast(entry, &event)),
+                // A poison entry is logged, not fatal to the feed; the
+                // projection runner stops on it and readiness shows it.
+                Err(error) => tracing::error!(%error, "hub cannot decode a log entry"),
             }
         }
+        let messages: Vec<Arc<LiveMessage>> = messages
+            .into_iter()
+            .map(|message| {
+                let text: Arc<str> = message.to_json().to_string().into();
+                Arc::new(LiveMessage { message, text })
+            })
+            .collect();
+        // The replay cache holds a position's messages before the
+        // position is published, so a replay up to it can use them.
+        self.remember(&messages);
+        // Position first, then the messages: see the module docs.
+        self.position.send_replace(last);
+        for message in messages {
+            // No receivers is fine: nobody is listening right now.
+            let _ = self.sender.send(message);
+        }
+        Ok(Some(last))
+    }
+}
+
+/// The hub's rounds: each publishes the next batch of the log.
+struct Following<'a> {
+    hub: &'a Hub,
+    progress: &'a Progress,
+}
+
+impl Rounds for Following<'_> {
+    type Error = sqlx::Error;
+
+    async fn round(&mut self) -> Result<Round, sqlx::Error> {
+        Ok(match self.hub.publish_next().await? {
+            Some(last) if last < self.progress.head() => Round::Progressed,
+            Some(_) | None => Round::CaughtUp,
+        })
+    }
+
+    fn on_error(&mut self, error: &sqlx::Error, _: u32) -> OnError {
+        tracing::warn!(%error, "hub could not read the log; retrying");
+        OnError::RetryAfter(RETRY_PAUSE)
     }
 }

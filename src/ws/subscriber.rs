@@ -24,10 +24,10 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use projections::broadcast::{broadcast, Broadcast};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::hub::{CachedPage, Hub, LiveMessage, Refusal, TokenHolder};
-use crate::shutdown::Shutdown;
 
 /// Close code for a consumer that fell further behind than its buffer.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
@@ -95,7 +95,7 @@ pub async fn serve(
     holder: TokenHolder,
     from: Option<i64>,
     batch: bool,
-    mut shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) {
     let _connected = match hub.connect(holder) {
         Ok(guard) => guard,
@@ -130,7 +130,7 @@ pub async fn serve(
     };
     let end = tokio::select! {
         end = connection.run() => end,
-        _ = shutdown.wait() => End::Close(CLOSE_GOING_AWAY, "server shutting down".into()),
+        _ = shutdown.cancelled() => End::Close(CLOSE_GOING_AWAY, "server shutting down".into()),
     };
     match end {
         End::ClientGone => tracing::debug!(delivered = connection.delivered, "subscriber left"),

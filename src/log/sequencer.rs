@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use projections::entry::workspaces_of;
-use sqlx::{Connection, PgConnection, PgPool, Row};
-use uuid::Uuid;
-
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::chain::{self, ChainedEvent, GENESIS};
 use super::follow::{follow, OnError, Round, Rounds, WakeUps};
@@ -145,32 +144,40 @@ impl Rounds for Sequencing<'_> {
     }
 }
 
+/// The log's last entry, as the sequencer needs it.
+#[derive(sqlx::FromRow)]
+struct LastEntry {
+    position: i64,
+    hash: Vec<u8>,
+    /// `xid8` as text (sqlx has no type for it).
+    tx_id: String,
+    event_id: i64,
+    logged_at: chrono::DateTime<chrono::Utc>,
+}
+
 async fn load_tail(conn: &mut PgConnection) -> Result<Tail, sqlx::Error> {
-    let row = sqlx::query(
+    let last: Option<LastEntry> = sqlx::query_as(
         "select position, hash, tx_id::text as tx_id, event_id, logged_at from ledger_log \
          order by position desc limit 1",
     )
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(match row {
+    Ok(match last {
         None => Tail {
             position: 0,
             hash: GENESIS.to_vec(),
             watermark: Watermark::default(),
             logged_at: None,
         },
-        Some(row) => {
-            let tx_id: String = row.try_get("tx_id")?;
-            Tail {
-                position: row.try_get("position")?,
-                hash: row.try_get("hash")?,
-                watermark: Watermark {
-                    tx_id: parse_xid(&tx_id)?,
-                    event_id: row.try_get("event_id")?,
-                },
-                logged_at: Some(row.try_get("logged_at")?),
-            }
-        }
+        Some(last) => Tail {
+            position: last.position,
+            hash: last.hash,
+            watermark: Watermark {
+                tx_id: parse_xid(&last.tx_id)?,
+                event_id: last.event_id,
+            },
+            logged_at: Some(last.logged_at),
+        },
     })
 }
 
@@ -205,6 +212,24 @@ struct Batch {
 }
 
 /// One event row read for positioning.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    event_id: i64,
+    /// `xid8` as text (sqlx has no type for it).
+    tx_id: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    /// Its transaction is behind the snapshot horizon.
+    ready: bool,
+}
+
+/// An event ready to be positioned.
 struct Candidate {
     event_id: i64,
     tx_id: u64,
@@ -220,6 +245,31 @@ struct Candidate {
     target_workspace: Option<Uuid>,
 }
 
+impl Candidate {
+    fn from_row(row: EventRow) -> Result<Self, sqlx::Error> {
+        // The column is `json`, so the text always parses; if it somehow
+        // did not, the entry concerns no workspace rather than stalling
+        // the log.
+        let (source_workspace, target_workspace) = serde_json::from_str(&row.payload)
+            .map(|parsed| workspaces_of(&row.aggregate_type, &parsed))
+            .unwrap_or_default();
+        Ok(Self {
+            event_id: row.event_id,
+            tx_id: parse_xid(&row.tx_id)?,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: row.payload,
+            metadata: row.metadata,
+            recorded_at: row.recorded_at,
+            source_workspace,
+            target_workspace,
+        })
+    }
+}
+
 async fn sequence_batch(
     conn: &mut PgConnection,
     tail: &mut Tail,
@@ -227,7 +277,7 @@ async fn sequence_batch(
 ) -> Result<Batch, sqlx::Error> {
     // The horizon is computed in the same statement, so every event whose
     // transaction is below it is visible to this statement's snapshot.
-    let rows = sqlx::query(
+    let rows: Vec<EventRow> = sqlx::query_as(
         "select e.event_id, e.tx_id::text as tx_id, e.aggregate_type, e.aggregate_id, e.sequence, \
          e.event_type, e.event_version, e.payload::text as payload, e.metadata::text as metadata, \
          e.recorded_at, e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) as ready \
@@ -245,33 +295,11 @@ async fn sequence_batch(
     let mut ready = Vec::with_capacity(rows.len());
     let mut waiting_behind_horizon = false;
     for row in rows {
-        if !row.try_get::<bool, _>("ready")? {
+        if !row.ready {
             waiting_behind_horizon = true;
             break;
         }
-        let tx_id: String = row.try_get("tx_id")?;
-        let aggregate_type: String = row.try_get("aggregate_type")?;
-        let payload: String = row.try_get("payload")?;
-        // The column is `json`, so the text always parses; if it somehow
-        // did not, the entry concerns no workspace rather than stalling
-        // the log.
-        let (source_workspace, target_workspace) = serde_json::from_str(&payload)
-            .map(|parsed| workspaces_of(&aggregate_type, &parsed))
-            .unwrap_or_default();
-        ready.push(Candidate {
-            event_id: row.try_get("event_id")?,
-            tx_id: parse_xid(&tx_id)?,
-            aggregate_type,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-            source_workspace,
-            target_workspace,
-        });
+        ready.push(Candidate::from_row(row)?);
     }
     if ready.is_empty() {
         return Ok(Batch {

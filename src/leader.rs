@@ -6,7 +6,7 @@
 //!
 //! [`Election`] is the one campaign loop every role runs:
 //!
-//! ```ignore
+//! ```text
 //! let mut election = Election::new(&pool, "sequencer", LOCK_KEY, interval, &cancel);
 //! while let Some(mut lock) = election.elected().await {
 //!     let led = lead(&mut lock, …).await;

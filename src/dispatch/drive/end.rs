@@ -6,7 +6,7 @@
 //!
 //! * A delegation that came through the queue: on its queue item
 //!   (`QueueItemCommand::Complete`, the outcome typed). The log rule
-//!   ([`super::super::reactions`]) turns the item's end into the
+//!   ([`crate::dispatch::reactions`]) turns the item's end into the
 //!   delegation's end with [`end_delegation`]; the drive does not write the
 //!   delegation as well. The dispatcher's checkpoint passes the item's
 //!   entry only once that end is committed, so a crash right after the

@@ -1,19 +1,30 @@
 //! Event schema evolution: events stored by older code stay readable on
 //! every path. A `DelegationSent` and a `DelegationCompleted` at
 //! `event_version` 0.9 — before `task_preview` and `response_preview`
-//! existed — are inserted directly into the event table (the sequencer
-//! positions whatever is there) and must still
+//! existed — and a `QueueItemCompleted` at 1.0 — its outcome stored as the
+//! views' JSON, before it was typed — are inserted directly into the event
+//! table (the sequencer positions whatever is there) and must still
 //!
 //! * replay: the command bus loads the aggregate and decides on it;
 //! * audit: `/audit/streams/...` folds the same state;
 //! * project: the runners apply them, and a rebuild gives the same views;
+//! * react: the dispatcher's log rule ends the delegation of an old
+//!   completed queue item with the outcome it stored;
 //!
 //! while the stored rows themselves stay exactly as written (the hash chain
 //! covers them, so they are upcast on read, never rewritten).
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::delegation::Delegation;
+use aggregates::queue_item::{QueueItem, QueueItemCommand, QueueItemError, QueueItemStatus};
+use aggregates::upcasters::UNRECORDED_CANCEL_REASON;
 use common::TestApp;
+use ledger::commands::{CommandBus, CommandError};
+use ledger::log::Progress;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -25,8 +36,28 @@ async fn settle(pool: &PgPool) {
     common::settle(pool).await
 }
 
-/// Write an event row the way the 0.9 code did.
+/// Write a delegation's event row the way the 0.9 code did.
 async fn insert_old(pool: &PgPool, delegation: Uuid, sequence: i64, payload: Value) {
+    insert_event(
+        pool,
+        "delegation",
+        delegation,
+        sequence,
+        OLD_VERSION,
+        payload,
+    )
+    .await
+}
+
+/// Write an event row as code writing `version` did.
+async fn insert_event(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    sequence: i64,
+    version: &str,
+    payload: Value,
+) {
     let event_type = payload
         .as_object()
         .and_then(|tagged| tagged.keys().next())
@@ -34,16 +65,17 @@ async fn insert_old(pool: &PgPool, delegation: Uuid, sequence: i64, payload: Val
         .clone();
     sqlx::query(
         "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         values ('delegation', $1, $2, $3, $4, $5, '{}')",
+         values ($1, $2, $3, $4, $5, $6, '{}')",
     )
-    .bind(delegation.to_string())
+    .bind(aggregate_type)
+    .bind(aggregate_id.to_string())
     .bind(sequence)
     .bind(event_type)
-    .bind(OLD_VERSION)
+    .bind(version)
     .bind(payload)
     .execute(pool)
     .await
-    .expect("insert a 0.9 event");
+    .expect("insert an old event");
 }
 
 /// `DelegationSent` 0.9: no `task_preview`.
@@ -252,4 +284,185 @@ async fn a_0_9_delegation_completed_gets_its_response_preview_from_the_result_ev
             .expect("rebuild");
     }
     assert_eq!(views(&app.pool).await, live);
+}
+
+/// A queue item's three events as the 1.0 code wrote them: enqueued and
+/// dispatched for `delegation`, then completed with `response_body` — the
+/// outcome as the JSON the views show.
+fn queue_item_v1_0(
+    queue: Uuid,
+    caller: Uuid,
+    target: Uuid,
+    delegation: Uuid,
+    response_body: &Value,
+) -> [Value; 3] {
+    let ids = json!({
+        "queue_id": queue,
+        "target_id": target,
+        "caller_id": caller,
+        "delegation_id": delegation,
+    });
+    let with = |fields: Value| {
+        let mut all = ids.clone();
+        if let (Some(all), Value::Object(fields)) = (all.as_object_mut(), fields) {
+            all.extend(fields);
+        }
+        all
+    };
+    [
+        json!({ "QueueItemEnqueued": with(json!({
+            "priority": "task",
+            "method": "message/send",
+            "body": { "delegation_id": delegation },
+            "idempotency_key": null,
+            "expires_at": null,
+            "at": "2024-05-01T12:00:00Z",
+        })) }),
+        json!({ "QueueItemDispatched": with(json!({
+            "attempt": 1,
+            "at": "2024-05-01T12:01:00Z",
+        })) }),
+        json!({ "QueueItemCompleted": with(json!({
+            "response_body": response_body,
+            "at": "2024-05-01T12:02:00Z",
+        })) }),
+    ]
+}
+
+async fn stored_queue_item(pool: &PgPool, queue: Uuid) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "select event_version, payload::text from events where aggregate_type = 'queue_item' \
+         and aggregate_id = $1 order by sequence",
+    )
+    .bind(queue.to_string())
+    .fetch_all(pool)
+    .await
+    .expect("stored queue item events")
+}
+
+async fn queue_view(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "select coalesce(json_agg(q order by q.queue_id), '[]')::text from a2a_queue q",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("queue view")
+}
+
+/// The old code completed the queue item and then ended the delegation in
+/// a second commit; a crash between the two left items like these. The
+/// current dispatcher reads them, ends each delegation with the outcome
+/// its item stored, and every reader shows the item as before.
+#[tokio::test]
+async fn a_1_0_queue_item_completed_ends_its_delegation_and_shows_the_json_it_stored() {
+    let app = common::spawn_dispatching_app(|_| {}).await;
+    let a = app.register().await;
+    let b = app.register().await;
+    let bus = CommandBus::new(
+        app.pool.clone(),
+        Arc::new(Progress::new(Vec::new())),
+        Duration::from_secs(1),
+    );
+    let cases = [
+        (json!({ "text": "worth the wait" }), "completed"),
+        (
+            json!({ "error": "the agent's task t-1 ended failed: no" }),
+            "failed",
+        ),
+        (Value::Null, "canceled"),
+    ];
+    let mut items = Vec::new();
+    for (body, status) in &cases {
+        // Recorded, so only the log rule acts on it (nothing is sent).
+        let delegation = app.record(&a, b.id, "the task").await;
+        let queue = Uuid::new_v4();
+        for (sequence, payload) in (1..).zip(queue_item_v1_0(queue, a.id, b.id, delegation, body)) {
+            insert_event(&app.pool, "queue_item", queue, sequence, "1.0", payload).await;
+        }
+        items.push((delegation, queue, body.clone(), *status));
+    }
+
+    for (delegation, queue, body, status) in &items {
+        let as_written = stored_queue_item(&app.pool, *queue).await;
+
+        // reacts: the log rule ends the delegation with the stored outcome
+        app.wait_status(*delegation, status).await;
+        let ended: Delegation = bus.load(&delegation.to_string()).await.expect("load");
+        match *status {
+            "completed" => assert_eq!(ended.result(), Some("worth the wait")),
+            "failed" => assert_eq!(ended.error(), Some("the agent's task t-1 ended failed: no")),
+            _ => assert_eq!(ended.cancel_reason(), Some(UNRECORDED_CANCEL_REASON)),
+        }
+
+        // replays (cqrs-es load, and the group commit's load and decision)
+        let item: QueueItem = bus.load(&queue.to_string()).await.expect("load");
+        assert_eq!(item.status(), Some(QueueItemStatus::Completed));
+        assert_eq!(item.response_body(), Some(body).filter(|b| !b.is_null()));
+        let again = bus
+            .execute::<QueueItem>(
+                &queue.to_string(),
+                QueueItemCommand::Complete {
+                    outcome: aggregates::delegation::Outcome::Completed {
+                        result: "again".into(),
+                    },
+                    at: chrono::Utc::now(),
+                },
+                Default::default(),
+            )
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(CommandError::Rejected(QueueItemError::NotDispatched {
+                    current: QueueItemStatus::Completed
+                }))
+            ),
+            "{again:?}"
+        );
+
+        // projects: the queue API shows the JSON that was stored
+        let (code, shown) = app
+            .get(&format!("/workspaces/{}/a2a/queue/{queue}", b.id), &b.token)
+            .await;
+        assert_eq!(code, 200, "{shown}");
+        assert_eq!(shown["status"], json!("completed"));
+        assert_eq!(
+            shown.get("response_body"),
+            Some(body).filter(|b| !b.is_null())
+        );
+
+        // audits: events as stored, the state as the write path folds it
+        let (code, audit) = app
+            .get(
+                &format!("/audit/streams/queue_item/{queue}"),
+                &app.admin_token,
+            )
+            .await;
+        assert_eq!(code, 200, "{audit}");
+        assert_eq!(audit["events"][2]["event_version"], json!("1.0"));
+        assert_eq!(
+            audit["events"][2]["payload"]["QueueItemCompleted"]["response_body"], *body,
+            "events are shown as stored, not upcast"
+        );
+        assert_eq!(audit["state"]["response_body"], *body);
+        assert_eq!(audit["state"], serde_json::to_value(&item).unwrap());
+
+        assert_eq!(
+            stored_queue_item(&app.pool, *queue).await,
+            as_written,
+            "the old rows are never rewritten"
+        );
+    }
+
+    // projects again from scratch: a rebuild gives the same views
+    settle(&app.pool).await;
+    let live = (views(&app.pool).await, queue_view(&app.pool).await);
+    for projection in projections::all() {
+        ledger::projection_runner::rebuild(&app.pool, projection.as_ref())
+            .await
+            .expect("rebuild");
+    }
+    assert_eq!((views(&app.pool).await, queue_view(&app.pool).await), live);
+    let (_, verification) = app.get("/audit/verify", &app.admin_token).await;
+    assert_eq!(verification["ok"], json!(true), "{verification}");
 }

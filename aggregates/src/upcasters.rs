@@ -22,10 +22,15 @@
 //! | `DelegationSent`      | `1.0`   | `task_preview` = first 100 chars of `task` |
 //! | `DelegationCompleted` | `0.9`   | no `response_preview`                   |
 //! | `DelegationCompleted` | `1.0`   | `response_preview` = first 300 chars of `result` |
+//! | `QueueItemCompleted`  | `1.0`   | the outcome as the views' JSON: `response_body` = `{"text": …}`, `{"error": …}` or `null` |
+//! | `QueueItemCompleted`  | `1.1`   | `outcome` typed ([`Outcome`]), the JSON derived from it ([`response_body`](crate::queue_item::response_body)) |
 //!
 //! An upcaster derives the missing field exactly as the aggregate does when
-//! it emits a 1.0 event, so an upcast 0.9 event is indistinguishable from
-//! the 1.0 event the current code would have written.
+//! it emits the newer event, so an upcast event is indistinguishable from
+//! the one the current code would have written. The one thing no upcaster
+//! can restore is what was never stored: the 1.0 code wrote a `null`
+//! `response_body` only for a task the agent cancelled, without its reason,
+//! so that becomes [`Outcome::Canceled`] with [`UNRECORDED_CANCEL_REASON`].
 //!
 //! An upcaster never panics on odd input: a payload that is not the shape it
 //! expects is passed on unchanged, and decoding then reports it as the
@@ -36,11 +41,19 @@ use std::sync::LazyLock;
 use cqrs_es::persist::{EventUpcaster, SemanticVersionEventUpcaster, SerializedEvent};
 use serde_json::Value;
 
-use crate::delegation::{RESPONSE_PREVIEW_CHARS, TASK_PREVIEW_CHARS};
+use crate::delegation::{Outcome, RESPONSE_PREVIEW_CHARS, TASK_PREVIEW_CHARS};
 use crate::preview;
 
-/// The version every event type is written at today.
+/// The version every event type is written at today, but those whose shape
+/// changed since (below).
 pub const CURRENT_VERSION: &str = "1.0";
+
+/// The version `QueueItemCompleted` is written at today: its outcome typed.
+pub const QUEUE_ITEM_COMPLETED_VERSION: &str = "1.1";
+
+/// The reason of a cancelled outcome upcast from a 1.0
+/// `QueueItemCompleted`, which did not store it.
+pub const UNRECORDED_CANCEL_REASON: &str = "the agent canceled its task";
 
 /// Every upcaster, in the order they apply (oldest target version first).
 /// A fresh list per call: `PersistedEventStore::with_upcasters` takes
@@ -72,6 +85,11 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
                     RESPONSE_PREVIEW_CHARS,
                 )
             }),
+        )),
+        Box::new(SemanticVersionEventUpcaster::new(
+            "QueueItemCompleted",
+            QUEUE_ITEM_COMPLETED_VERSION,
+            Box::new(typed_queued_outcome),
         )),
     ]
 }
@@ -119,10 +137,43 @@ fn derive_preview(
     payload
 }
 
+/// `{"QueueItemCompleted": {"response_body": <JSON>, ...}}` → the same with
+/// `"outcome": <typed>` instead, unless `outcome` is already there.
+fn typed_queued_outcome(mut payload: Value) -> Value {
+    if let Some(Value::Object(fields)) = payload.get_mut("QueueItemCompleted") {
+        if !fields.contains_key("outcome") {
+            let body = fields.get("response_body").unwrap_or(&Value::Null);
+            if let Some(outcome) = outcome_of_response_body(body) {
+                if let Ok(outcome) = serde_json::to_value(outcome) {
+                    fields.remove("response_body");
+                    fields.insert("outcome".to_string(), outcome);
+                }
+            }
+        }
+    }
+    payload
+}
+
+/// The outcome a 1.0 `response_body` stood for — read as the 1.0
+/// dispatcher read it back (an `error` wins over a `text`); `None` for JSON
+/// the 1.0 code never wrote.
+fn outcome_of_response_body(body: &Value) -> Option<Outcome> {
+    let field = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+    match (field("error"), field("text")) {
+        (Some(error), _) => Some(Outcome::Failed { error }),
+        (None, Some(result)) => Some(Outcome::Completed { result }),
+        (None, None) if body.is_null() => Some(Outcome::Canceled {
+            reason: UNRECORDED_CANCEL_REASON.to_string(),
+        }),
+        (None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::delegation::{DelegationEvent, Origin};
+    use crate::queue_item::{response_body, QueueItemEvent};
     use crate::Actor;
     use chrono::{DateTime, Utc};
     use serde_json::json;
@@ -131,6 +182,7 @@ mod tests {
     const DELEGATION: Uuid = Uuid::from_u128(0xd1);
     const SOURCE: Uuid = Uuid::from_u128(0x5a);
     const TARGET: Uuid = Uuid::from_u128(0x7b);
+    const QUEUE: Uuid = Uuid::from_u128(0x99);
 
     fn at() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
@@ -279,6 +331,141 @@ mod tests {
             let upcast = upcast(serialized("DelegationSent", "0.9", payload.clone()));
             assert_eq!(upcast.payload, payload);
             assert_eq!(upcast.event_version, "1.0.0");
+        }
+    }
+
+    /// A `QueueItemCompleted` as the 1.0 code wrote it: the outcome as the
+    /// JSON the views show.
+    fn queue_item_completed_v1_0(response_body: Value) -> Value {
+        json!({ "QueueItemCompleted": {
+            "queue_id": QUEUE,
+            "target_id": TARGET,
+            "caller_id": SOURCE,
+            "delegation_id": DELEGATION,
+            "response_body": response_body,
+            "at": "2024-05-01T12:00:00Z",
+        }})
+    }
+
+    fn queue_item_completed(outcome: Outcome) -> QueueItemEvent {
+        QueueItemEvent::QueueItemCompleted {
+            queue_id: QUEUE,
+            target_id: TARGET,
+            caller_id: SOURCE,
+            delegation_id: Some(DELEGATION),
+            outcome,
+            at: at(),
+        }
+    }
+
+    /// The three `response_body`s the 1.0 dispatcher wrote, and the outcome
+    /// each stood for.
+    fn old_bodies() -> [(Value, Outcome); 3] {
+        [
+            (
+                json!({ "text": "the answer is 42" }),
+                Outcome::Completed {
+                    result: "the answer is 42".into(),
+                },
+            ),
+            (
+                json!({ "error": "the agent's task t-1 ended failed: no" }),
+                Outcome::Failed {
+                    error: "the agent's task t-1 ended failed: no".into(),
+                },
+            ),
+            (
+                Value::Null,
+                Outcome::Canceled {
+                    reason: UNRECORDED_CANCEL_REASON.into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_v1_0_queue_item_completed_does_not_decode_without_the_upcaster() {
+        let old = queue_item_completed_v1_0(json!({ "text": "t" }));
+        let error = serde_json::from_value::<QueueItemEvent>(old).unwrap_err();
+        assert_eq!(error.to_string(), "missing field `outcome`");
+    }
+
+    #[test]
+    fn a_v1_0_queue_item_completed_is_upcast_to_1_1_with_its_outcome_typed() {
+        assert!(needs_upcast("QueueItemCompleted", "1.0"));
+        assert!(!needs_upcast(
+            "QueueItemCompleted",
+            QUEUE_ITEM_COMPLETED_VERSION
+        ));
+        for (body, outcome) in old_bodies() {
+            let upcast = upcast(serialized(
+                "QueueItemCompleted",
+                "1.0",
+                queue_item_completed_v1_0(body.clone()),
+            ));
+
+            assert_eq!(upcast.event_version, "1.1.0");
+            let event: QueueItemEvent = serde_json::from_value(upcast.payload).unwrap();
+            assert_eq!(event, queue_item_completed(outcome), "from {body}");
+        }
+    }
+
+    #[test]
+    fn an_upcast_outcome_shows_as_the_json_that_was_stored() {
+        for (body, outcome) in old_bodies() {
+            assert_eq!(outcome_of_response_body(&body).as_ref(), Some(&outcome));
+            assert_eq!(response_body(&outcome), Some(body).filter(|b| !b.is_null()));
+        }
+    }
+
+    #[test]
+    fn a_v1_0_body_is_read_back_as_the_1_0_dispatcher_read_it() {
+        assert_eq!(
+            outcome_of_response_body(&json!({ "text": "t", "error": "e" })),
+            Some(Outcome::Failed { error: "e".into() }),
+            "an error wins"
+        );
+        let mut missing = queue_item_completed_v1_0(Value::Null);
+        missing["QueueItemCompleted"]
+            .as_object_mut()
+            .unwrap()
+            .remove("response_body");
+        let upcast = upcast(serialized("QueueItemCompleted", "1.0", missing));
+        let event: QueueItemEvent = serde_json::from_value(upcast.payload).unwrap();
+        assert_eq!(
+            event,
+            queue_item_completed(Outcome::Canceled {
+                reason: UNRECORDED_CANCEL_REASON.into()
+            }),
+            "an absent body is a null one"
+        );
+    }
+
+    #[test]
+    fn a_current_queue_item_completed_passes_through_unchanged() {
+        let payload = serde_json::to_value(queue_item_completed(Outcome::Canceled {
+            reason: "kept".into(),
+        }))
+        .unwrap();
+        let event = serialized(
+            "QueueItemCompleted",
+            QUEUE_ITEM_COMPLETED_VERSION,
+            payload.clone(),
+        );
+        assert_eq!(upcast(event.clone()), event);
+
+        // An old version that somehow has the field keeps it.
+        let upcast = upcast(serialized("QueueItemCompleted", "1.0", payload.clone()));
+        assert_eq!(upcast.payload, payload);
+    }
+
+    #[test]
+    fn a_v1_0_body_the_old_code_never_wrote_is_passed_on_unchanged() {
+        for body in [json!({}), json!({ "text": 7 }), json!("text"), json!([1])] {
+            let old = queue_item_completed_v1_0(body);
+            let upcast = upcast(serialized("QueueItemCompleted", "1.0", old.clone()));
+            assert_eq!(upcast.payload, old);
+            assert!(serde_json::from_value::<QueueItemEvent>(upcast.payload).is_err());
         }
     }
 }

@@ -160,7 +160,7 @@ fn queue_item(position: i64, event: &QueueItemEvent) -> Broadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aggregates::delegation::Origin;
+    use aggregates::delegation::{Origin, Outcome};
     use aggregates::idempotency_key::IdempotencyKeyEvent;
     use aggregates::queue_item::Priority;
     use aggregates::workspace::{DeliveryMode, WorkspaceEvent};
@@ -349,7 +349,9 @@ mod tests {
             target_id: TARGET,
             caller_id: SOURCE,
             delegation_id,
-            response_body: Some(json!({ "answer": "not for the feed" })),
+            outcome: Outcome::Completed {
+                result: "not for the feed".into(),
+            },
             at: at(),
         })
     }
@@ -545,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_item_completed_carries_only_the_ids_not_the_response_body() {
+    fn a_queue_item_completed_carries_only_the_ids_not_the_outcome() {
         assert_eq!(
             message(item_completed(Some(DELEGATION))),
             json!({

@@ -2,7 +2,7 @@
 //! (priority, then log order), with their attempts and outcome. Serves the
 //! heartbeat drain and `GET /workspaces/{id}/a2a/queue`.
 
-use aggregates::queue_item::{QueueItemEvent, QueueItemStatus};
+use aggregates::queue_item::{response_body, QueueItemEvent, QueueItemStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -91,7 +91,7 @@ pub fn change(entry: &LogEntry, event: &LedgerEvent) -> Option<QueueChange> {
         }),
         QueueItemEvent::QueueItemCompleted {
             queue_id,
-            response_body,
+            outcome,
             at,
             ..
         } => QueueChange::Update(ItemUpdate {
@@ -101,7 +101,7 @@ pub fn change(entry: &LogEntry, event: &LedgerEvent) -> Option<QueueChange> {
             last_error: None,
             dispatched_at: None,
             completed_at: Some(*at),
-            response_body: response_body.clone(),
+            response_body: response_body(outcome),
         }),
         QueueItemEvent::QueueItemRequeued {
             queue_id, error, ..
@@ -223,6 +223,7 @@ impl Projection for QueueProjection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aggregates::delegation::Outcome;
     use aggregates::queue_item::Priority;
     use serde_json::json;
 
@@ -320,5 +321,81 @@ mod tests {
         };
         assert_eq!(status, QueueItemStatus::Failed);
         assert_eq!(attempts, Some(5));
+    }
+
+    fn completed_update(response_body: Option<Value>) -> Option<QueueChange> {
+        Some(QueueChange::Update(ItemUpdate {
+            queue_id: QUEUE,
+            status: QueueItemStatus::Completed,
+            attempts: None,
+            last_error: None,
+            dispatched_at: None,
+            completed_at: Some(at()),
+            response_body,
+        }))
+    }
+
+    #[test]
+    fn a_completed_item_shows_its_outcome_as_the_json_stored_before_it_was_typed() {
+        let completed = |outcome| {
+            LedgerEvent::QueueItem(QueueItemEvent::QueueItemCompleted {
+                queue_id: QUEUE,
+                target_id: TARGET,
+                caller_id: CALLER,
+                delegation_id: None,
+                outcome,
+                at: at(),
+            })
+        };
+        let shown = |outcome| change(&entry(3), &completed(outcome));
+        assert_eq!(
+            shown(Outcome::Completed {
+                result: "worth the wait".into()
+            }),
+            completed_update(Some(json!({ "text": "worth the wait" })))
+        );
+        assert_eq!(
+            shown(Outcome::Failed {
+                error: "ended failed".into()
+            }),
+            completed_update(Some(json!({ "error": "ended failed" })))
+        );
+        assert_eq!(
+            shown(Outcome::Canceled {
+                reason: "canceled".into()
+            }),
+            completed_update(None)
+        );
+    }
+
+    /// The decode path of the log: a `QueueItemCompleted` stored at 1.0 (its
+    /// outcome as JSON) shows the very JSON it stored.
+    #[test]
+    fn a_v1_0_completed_item_from_the_log_shows_the_json_it_stored() {
+        for stored in [
+            json!({ "text": "worth the wait" }),
+            json!({ "error": "the agent's task t-1 ended failed" }),
+            Value::Null,
+        ] {
+            let entry = LogEntry {
+                event_type: "QueueItemCompleted".into(),
+                event_version: "1.0".into(),
+                payload: json!({ "QueueItemCompleted": {
+                    "queue_id": QUEUE,
+                    "target_id": TARGET,
+                    "caller_id": CALLER,
+                    "delegation_id": null,
+                    "response_body": stored,
+                    "at": "2024-05-01T12:00:00Z",
+                }}),
+                ..entry(3)
+            };
+            let event = entry.decode().expect("an old payload decodes");
+            assert_eq!(
+                change(&entry, &event),
+                completed_update(Some(stored.clone()).filter(|s| !s.is_null())),
+                "{stored}"
+            );
+        }
     }
 }

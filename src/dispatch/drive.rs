@@ -9,7 +9,7 @@
 //! | `pending` | deliver to a polling target's inbox, or send (retrying transient failures), then follow |
 //! | `pending` with an attempt on record but no acknowledgement | wait until that attempt cannot be in flight any more, look for its task (v1.0 `ListTasks` by context), then follow what was found or send |
 //! | `queued`, item claimed by a drain | send once; a failure goes back to the queue item |
-//! | `queued`, item ended | finish the delegation from the item (the log rule does the same) |
+//! | `queued`, item ended | nothing: the item's end is the delegation's, and the log rule records it ([`end_delegation`]) |
 //! | `queued`, item waiting | nothing: the next heartbeat with spare capacity claims it |
 //! | acknowledged with a remote task id | follow the task (never re-send) |
 //! | acknowledged without one | nothing: the agent reports itself |
@@ -17,13 +17,17 @@
 //! Every send is preceded by a fenced `AttemptSend` (see the module docs of
 //! [`super`]): a deposed leader's record fails, and it sends nothing. A run
 //! ends early, without error, when its [`Term`] ends; a send already on the
-//! wire is finished and recorded first.
+//! wire is finished and recorded first. Where a drive's outcome is
+//! recorded, and the one writer of a delegation's end
+//! ([`end_delegation`]), is `drive/end.rs`.
+
+mod end;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aggregates::delegation::{
-    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, StatusUpdate,
+    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, Outcome, StatusUpdate,
 };
 use aggregates::queue_item::{QueueItem, QueueItemCommand, QueueItemError, QueueItemStatus};
 use aggregates::workspace::DeliveryMode;
@@ -33,10 +37,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::outcome::{acknowledged, forward, sanitized, stops_following, task_step};
-use super::reactions::{queued_outcome, queued_response};
 use super::{DispatchError, Dispatcher, Term, ROLE};
 use crate::a2a::{message_id_for, CallError, Endpoint, ProtocolVersion, SendOutcome, TaskSnapshot};
 use crate::commands::{CommandError, Fence};
+use end::finish;
+pub use end::{end_delegation, Ended};
 
 /// Namespace of queue item ids: a delegation has at most one queue item,
 /// with an id derived from it, so re-enqueuing after a crash is a no-op.
@@ -81,10 +86,8 @@ pub async fn drive(d: &Dispatcher, id: Uuid, term: &Term) -> Result<(), Dispatch
                 Some(QueueItemStatus::Dispatched) => {
                     send_drained(d, &delegation, queue_id, term).await
                 }
-                Some(QueueItemStatus::Completed) => {
-                    finish(d, &delegation, queued_outcome(item.response_body())).await
-                }
-                // The log rule words these; a resumed run leaves them to it.
+                // Waiting: a heartbeat claims it. Ended: its end is the
+                // delegation's, and the log rule records it.
                 Some(_) | None => Ok(()),
             }
         }
@@ -492,15 +495,8 @@ async fn acknowledge(
         Err(other) => return Err(other.into()),
     };
     outcome_counter("dispatched");
-    match (outcome, last) {
-        (
-            _,
-            Some(
-                end @ (StatusUpdate::Completed { .. }
-                | StatusUpdate::Failed { .. }
-                | StatusUpdate::Canceled { .. }),
-            ),
-        ) => finish(d, &state, end).await,
+    match (outcome, last.map(Outcome::try_from)) {
+        (_, Some(Ok(end))) => finish(d, &state, end).await,
         (SendOutcome::Task(task), _) => follow(d, &state, push, task.id, term).await,
         (SendOutcome::Message(_), _) => Ok(()),
     }
@@ -601,13 +597,9 @@ async fn follow(
                 failures = 0;
                 let step = task_step(&task).and_then(|step| forward(status, step));
                 let stop = stops_following(task.state);
-                match step {
-                    Some(
-                        end @ (StatusUpdate::Completed { .. }
-                        | StatusUpdate::Failed { .. }
-                        | StatusUpdate::Canceled { .. }),
-                    ) => return finish(d, &current, end).await,
-                    Some(step) => {
+                match step.map(Outcome::try_from) {
+                    Some(Ok(end)) => return finish(d, &current, end).await,
+                    Some(Err(step)) => {
                         let command = DelegationCommand::UpdateStatus {
                             update: sanitized(step),
                             actor: actor(),
@@ -650,63 +642,9 @@ async fn follow(
     }
 }
 
-/// Record the delegation's end. When it came through the queue, the queue
-/// item ends first (its end finishes the delegation through the log rule
-/// too, so either commit alone suffices).
-async fn finish(
-    d: &Dispatcher,
-    delegation: &Delegation,
-    end: StatusUpdate,
-) -> Result<(), DispatchError> {
-    // Failure reasons may quote the agent.
-    let end = sanitized(end);
-    let id = delegation.delegation_id();
-    if let Some(queue_id) = delegation.queue_id() {
-        let item: QueueItem = d.bus.load(&queue_id.to_string()).await?;
-        if item.status() == Some(QueueItemStatus::Dispatched) {
-            let command = QueueItemCommand::Complete {
-                response_body: queued_response(&end),
-                at: Utc::now(),
-            };
-            match d
-                .bus
-                .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
-                .await
-            {
-                Ok(_) | Err(CommandError::Rejected(QueueItemError::NotDispatched { .. })) => {}
-                Err(other) => return Err(other.into()),
-            }
-        }
-    }
-    let outcome = match &end {
-        StatusUpdate::Completed { .. } => "completed",
-        StatusUpdate::Canceled { .. } => "canceled",
-        _ => "failed",
-    };
-    let command = DelegationCommand::UpdateStatus {
-        update: end,
-        actor: actor(),
-        at: Utc::now(),
-    };
-    match d
-        .bus
-        .execute::<Delegation>(&id.to_string(), command, metadata())
-        .await
-    {
-        Ok(_) => {}
-        // Finished meanwhile (by the log rule, the agent's report, the
-        // caller's cancel or the deadline).
-        Err(CommandError::Rejected(DelegationError::TerminalConflict { .. })) => return Ok(()),
-        Err(other) => return Err(other.into()),
-    }
-    outcome_counter(outcome);
-    tracing::info!(delegation_id = %id, outcome, "delegation finished");
-    Ok(())
-}
-
 async fn fail(d: &Dispatcher, delegation: &Delegation, error: String) -> Result<(), DispatchError> {
     tracing::warn!(delegation_id = %delegation.delegation_id(), %error, "delegation failed");
-    finish(d, delegation, StatusUpdate::Failed { error }).await
+    finish(d, delegation, Outcome::Failed { error }).await
 }
 
 async fn execute(

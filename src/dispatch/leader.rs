@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::delegation::{Delegation, DelegationCommand, DelegationError, StatusUpdate};
+use aggregates::delegation::{Delegation, DelegationCommand};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinSet;
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::drain::expire_due;
-use super::drive::{actor, cancel_remote_task, metadata, withdraw_queue_item};
+use super::drive::{actor, cancel_remote_task, end_delegation, metadata, withdraw_queue_item};
 use super::reactions::{reaction, Reaction};
 use super::{DispatchError, Dispatcher, Term, ROLE};
 use crate::commands::CommandError;
@@ -249,10 +249,9 @@ async fn follow_log(
                 d.start(tasks, id, term);
                 Ok(())
             }
-            Some(Reaction::Finish {
-                delegation_id,
-                update,
-            }) => finish(d, delegation_id, update).await,
+            Some(Reaction::Finish { delegation_id, end }) => {
+                end_delegation(d, delegation_id, end).await.map(drop)
+            }
             Some(Reaction::Withdraw {
                 delegation_id,
                 cancel_remote_task: cancel,
@@ -358,31 +357,4 @@ async fn expire_deadlines(d: &Dispatcher) -> Result<u32, DispatchError> {
         }
     }
     Ok(expired)
-}
-
-/// The log rule: a queue item's end is its delegation's end.
-async fn finish(
-    d: &Dispatcher,
-    delegation_id: Uuid,
-    update: StatusUpdate,
-) -> Result<(), DispatchError> {
-    let command = DelegationCommand::UpdateStatus {
-        update,
-        actor: actor(),
-        at: Utc::now(),
-    };
-    match d
-        .bus
-        .execute::<Delegation>(&delegation_id.to_string(), command, metadata())
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Already finished (same or other outcome) or gone: nothing to do.
-        Err(CommandError::Rejected(
-            DelegationError::TerminalConflict { .. }
-            | DelegationError::NotFound
-            | DelegationError::InvalidTransition { .. },
-        )) => Ok(()),
-        Err(other) => Err(other.into()),
-    }
 }

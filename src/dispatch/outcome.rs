@@ -7,7 +7,7 @@
 //! Readings of a followed task become steps only when they move the
 //! delegation forward.
 
-use aggregates::delegation::{DelegationStatus, StatusUpdate};
+use aggregates::delegation::{DelegationStatus, Outcome, StatusUpdate};
 
 use crate::a2a::{SendOutcome, TaskSnapshot, TaskState};
 
@@ -37,6 +37,21 @@ pub fn sanitized(update: StatusUpdate) -> StatusUpdate {
             reason: storable(&reason),
         },
         other => other,
+    }
+}
+
+/// `end` with its agent-provided text made [`storable`].
+pub fn storable_end(end: Outcome) -> Outcome {
+    match end {
+        Outcome::Completed { result } => Outcome::Completed {
+            result: storable(&result),
+        },
+        Outcome::Failed { error } => Outcome::Failed {
+            error: storable(&error),
+        },
+        Outcome::Canceled { reason } => Outcome::Canceled {
+            reason: storable(&reason),
+        },
     }
 }
 
@@ -251,6 +266,30 @@ mod tests {
             sanitized(StatusUpdate::Failed { error: "\0".into() }),
             StatusUpdate::Failed {
                 error: "\u{FFFD}".into()
+            }
+        );
+        assert_eq!(
+            storable_end(Outcome::Completed {
+                result: "\0".into()
+            }),
+            Outcome::Completed {
+                result: "\u{FFFD}".into()
+            }
+        );
+        assert_eq!(
+            storable_end(Outcome::Failed {
+                error: "a\0".into()
+            }),
+            Outcome::Failed {
+                error: "a\u{FFFD}".into()
+            }
+        );
+        assert_eq!(
+            storable_end(Outcome::Canceled {
+                reason: "\0b".into()
+            }),
+            Outcome::Canceled {
+                reason: "\u{FFFD}b".into()
             }
         );
     }

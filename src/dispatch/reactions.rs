@@ -10,26 +10,30 @@
 //!   a crash resumes instead of repeating.
 //! * **finish** a delegation because its queue item ended — the rule that
 //!   makes "queued but never resolved" impossible: the queue item's end is
-//!   an event, and this turns it into the delegation's end. The dispatcher
-//!   moves its checkpoint past the entry only after the finish committed.
+//!   an event, and this turns it into the delegation's end. It is the only
+//!   writer of a queued delegation's end: a drive that learns the outcome
+//!   of a queued request records it on the queue item (typed, in
+//!   `QueueItemCompleted`) and leaves the delegation to this rule. The
+//!   dispatcher moves its checkpoint past the entry only after the finish
+//!   committed, so a crash after the item's end still ends the delegation.
 //! * **withdraw** a delegation that ended without the target finishing it —
 //!   cancelled by its caller, or past its deadline: its queue item, if one
 //!   still waits, ends (before the checkpoint moves), and the task the
 //!   agent runs for it is asked to cancel (best effort, in the background).
 
-use aggregates::delegation::{DelegationEvent, Origin, StatusUpdate, DEADLINE_EXCEEDED};
+use aggregates::delegation::{DelegationEvent, Origin, Outcome, DEADLINE_EXCEEDED};
 use aggregates::queue_item::QueueItemEvent;
 use aggregates::Actor;
 use projections::LedgerEvent;
-use serde_json::Value;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reaction {
     Drive(Uuid),
+    /// End the delegation with the outcome its queue item ended with.
     Finish {
         delegation_id: Uuid,
-        update: StatusUpdate,
+        end: Outcome,
     },
     Withdraw {
         delegation_id: Uuid,
@@ -74,11 +78,8 @@ fn is_dispatcher(actor: &Actor) -> bool {
 }
 
 fn queue_reaction(event: &QueueItemEvent) -> Option<Reaction> {
-    let finish = |delegation_id: &Option<Uuid>, update| {
-        delegation_id.map(|delegation_id| Reaction::Finish {
-            delegation_id,
-            update,
-        })
+    let finish = |delegation_id: &Option<Uuid>, end| {
+        delegation_id.map(|delegation_id| Reaction::Finish { delegation_id, end })
     };
     match event {
         QueueItemEvent::QueueItemDispatched {
@@ -87,9 +88,9 @@ fn queue_reaction(event: &QueueItemEvent) -> Option<Reaction> {
         } => Some(Reaction::Drive(*id)),
         QueueItemEvent::QueueItemCompleted {
             delegation_id,
-            response_body,
+            outcome,
             ..
-        } => finish(delegation_id, queued_outcome(response_body.as_ref())),
+        } => finish(delegation_id, outcome.clone()),
         QueueItemEvent::QueueItemFailed {
             delegation_id,
             attempts,
@@ -97,13 +98,13 @@ fn queue_reaction(event: &QueueItemEvent) -> Option<Reaction> {
             ..
         } => finish(
             delegation_id,
-            StatusUpdate::Failed {
+            Outcome::Failed {
                 error: format!("the queued request failed after {attempts} attempts: {error}"),
             },
         ),
         QueueItemEvent::QueueItemExpired { delegation_id, .. } => finish(
             delegation_id,
-            StatusUpdate::Failed {
+            Outcome::Failed {
                 error: EXPIRED.to_string(),
             },
         ),
@@ -113,34 +114,6 @@ fn queue_reaction(event: &QueueItemEvent) -> Option<Reaction> {
 
 /// The failure reason of a delegation whose queue item expired.
 pub const EXPIRED: &str = "the queued request expired before the target had capacity";
-
-/// The response body a completed queue item records for its delegation's
-/// outcome: `{"text": …}` for a result, `{"error": …}` for a remote task
-/// that ended badly.
-pub fn queued_response(update: &StatusUpdate) -> Option<Value> {
-    match update {
-        StatusUpdate::Completed { result } => Some(serde_json::json!({ "text": result })),
-        StatusUpdate::Failed { error } => Some(serde_json::json!({ "error": error })),
-        _ => None,
-    }
-}
-
-/// The delegation's outcome from its completed queue item's response body
-/// (the inverse of [`queued_response`]).
-pub fn queued_outcome(body: Option<&Value>) -> StatusUpdate {
-    let field = |key: &str| body.and_then(|b| b.get(key)).and_then(Value::as_str);
-    match (field("text"), field("error")) {
-        (_, Some(error)) => StatusUpdate::Failed {
-            error: error.to_string(),
-        },
-        (Some(text), None) => StatusUpdate::Completed {
-            result: text.to_string(),
-        },
-        (None, None) => StatusUpdate::Completed {
-            result: String::new(),
-        },
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -238,25 +211,36 @@ mod tests {
             at: Utc::now(),
         });
         assert_eq!(reaction(&claimed), Some(Reaction::Drive(D)));
-        let completed = LedgerEvent::QueueItem(QueueItemEvent::QueueItemCompleted {
-            queue_id: Q,
-            target_id: t,
-            caller_id: c,
-            delegation_id: Some(D),
-            response_body: queued_response(&StatusUpdate::Completed {
-                result: "done".into(),
-            }),
-            at: Utc::now(),
-        });
-        assert_eq!(
-            reaction(&completed),
-            Some(Reaction::Finish {
-                delegation_id: D,
-                update: StatusUpdate::Completed {
-                    result: "done".into()
-                }
+        let completed = |outcome| {
+            LedgerEvent::QueueItem(QueueItemEvent::QueueItemCompleted {
+                queue_id: Q,
+                target_id: t,
+                caller_id: c,
+                delegation_id: Some(D),
+                outcome,
+                at: Utc::now(),
             })
-        );
+        };
+        for end in [
+            Outcome::Completed {
+                result: "done".into(),
+            },
+            Outcome::Failed {
+                error: "the agent's task t-1 ended failed".into(),
+            },
+            Outcome::Canceled {
+                reason: "the agent canceled its task t-1".into(),
+            },
+        ] {
+            assert_eq!(
+                reaction(&completed(end.clone())),
+                Some(Reaction::Finish {
+                    delegation_id: D,
+                    end
+                }),
+                "the item's outcome is the delegation's end, as it was recorded"
+            );
+        }
         let failed = LedgerEvent::QueueItem(QueueItemEvent::QueueItemFailed {
             queue_id: Q,
             target_id: t,
@@ -267,7 +251,7 @@ mod tests {
             at: Utc::now(),
         });
         let Some(Reaction::Finish {
-            update: StatusUpdate::Failed { error },
+            end: Outcome::Failed { error },
             ..
         }) = reaction(&failed)
         else {
@@ -285,7 +269,7 @@ mod tests {
             reaction(&expired),
             Some(Reaction::Finish {
                 delegation_id: D,
-                update: StatusUpdate::Failed {
+                end: Outcome::Failed {
                     error: EXPIRED.into()
                 }
             })
@@ -293,16 +277,17 @@ mod tests {
     }
 
     #[test]
-    fn a_remote_failure_travels_through_the_queue_item_as_an_error() {
-        let failed = StatusUpdate::Failed {
-            error: "task ended failed".into(),
-        };
-        assert_eq!(queued_outcome(queued_response(&failed).as_ref()), failed);
-        assert_eq!(
-            queued_outcome(None),
-            StatusUpdate::Completed {
-                result: String::new()
-            }
-        );
+    fn an_item_without_a_delegation_finishes_nothing() {
+        let completed = LedgerEvent::QueueItem(QueueItemEvent::QueueItemCompleted {
+            queue_id: Q,
+            target_id: Uuid::from_u128(2),
+            caller_id: Uuid::from_u128(1),
+            delegation_id: None,
+            outcome: Outcome::Completed {
+                result: "done".into(),
+            },
+            at: Utc::now(),
+        });
+        assert_eq!(reaction(&completed), None);
     }
 }

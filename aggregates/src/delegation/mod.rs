@@ -13,6 +13,7 @@
 mod aggregate;
 mod commands;
 mod events;
+mod outcome;
 
 pub use aggregate::{
     Delegation, DelegationError, DEADLINE_EXCEEDED, MAX_TASK_BYTES, RESPONSE_PREVIEW_CHARS,
@@ -20,3 +21,4 @@ pub use aggregate::{
 };
 pub use commands::{DelegationCommand, StatusUpdate};
 pub use events::{DelegationEvent, DelegationStatus, Origin, QueueOptions};
+pub use outcome::Outcome;

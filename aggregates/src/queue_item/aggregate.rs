@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::commands::QueueItemCommand;
 use super::events::{Priority, QueueItemEvent, QueueItemStatus};
+use super::response::response_body;
 
 /// How many dispatch attempts an item gets before it is `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -58,6 +59,8 @@ pub struct QueueItem {
     dispatched_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    /// The outcome's JSON ([`response_body`]): the state is audited as JSON,
+    /// and auditors have always seen this field.
     response_body: Option<serde_json::Value>,
 }
 
@@ -135,7 +138,8 @@ impl QueueItem {
         self.last_error.as_deref()
     }
 
-    /// The target's response, once completed (if it sent one).
+    /// The target's response as the views show it, once completed
+    /// ([`response_body`]; none for a task the agent cancelled).
     pub fn response_body(&self) -> Option<&serde_json::Value> {
         self.response_body.as_ref()
     }
@@ -205,7 +209,7 @@ impl QueueItem {
                     at,
                 }
             }
-            QueueItemCommand::Complete { response_body, at } => {
+            QueueItemCommand::Complete { outcome, at } => {
                 let current = self.status.ok_or(QueueItemError::NotFound)?;
                 if current != QueueItemStatus::Dispatched {
                     return Err(QueueItemError::NotDispatched { current });
@@ -215,7 +219,7 @@ impl QueueItem {
                     target_id: self.target_id,
                     caller_id: self.caller_id,
                     delegation_id: self.delegation_id,
-                    response_body,
+                    outcome,
                     at,
                 }
             }
@@ -340,11 +344,9 @@ impl Aggregate for QueueItem {
                 self.attempts = attempt;
                 self.dispatched_at = Some(at);
             }
-            QueueItemEvent::QueueItemCompleted {
-                response_body, at, ..
-            } => {
+            QueueItemEvent::QueueItemCompleted { outcome, at, .. } => {
                 self.status = Some(QueueItemStatus::Completed);
-                self.response_body = response_body;
+                self.response_body = response_body(&outcome);
                 self.completed_at = Some(at);
             }
             QueueItemEvent::QueueItemRequeued { error, .. } => {

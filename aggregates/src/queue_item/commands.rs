@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::events::Priority;
+use crate::delegation::Outcome;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueueItemCommand {
@@ -27,11 +28,9 @@ pub enum QueueItemCommand {
     /// Take the item for one dispatch attempt (attempt + 1). Rejected when
     /// the item is not queued or has expired by `at`.
     Claim { at: DateTime<Utc> },
-    /// The dispatched attempt succeeded.
-    Complete {
-        response_body: Option<serde_json::Value>,
-        at: DateTime<Utc>,
-    },
+    /// The dispatched request ended at its target: `outcome` is how (and
+    /// its delegation's end).
+    Complete { outcome: Outcome, at: DateTime<Utc> },
     /// The dispatched attempt failed: back to the queue, or `failed` after
     /// the last allowed attempt.
     Fail { error: String, at: DateTime<Utc> },

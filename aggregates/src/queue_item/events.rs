@@ -5,6 +5,9 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::delegation::Outcome;
+use crate::upcasters::{CURRENT_VERSION, QUEUE_ITEM_COMPLETED_VERSION};
+
 /// Drain order is priority first (higher first), then FIFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -103,12 +106,15 @@ pub enum QueueItemEvent {
         attempt: u32,
         at: DateTime<Utc>,
     },
+    /// The dispatched request ended at its target. Since version 1.1 the
+    /// outcome is typed; 1.0 stored its JSON as `response_body` (see
+    /// [`crate::upcasters`]).
     QueueItemCompleted {
         queue_id: Uuid,
         target_id: Uuid,
         caller_id: Uuid,
         delegation_id: Option<Uuid>,
-        response_body: Option<serde_json::Value>,
+        outcome: Outcome,
         at: DateTime<Utc>,
     },
     /// A failed attempt with attempts left: the item is queued again.
@@ -229,7 +235,11 @@ impl DomainEvent for QueueItemEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        match self {
+            Self::QueueItemCompleted { .. } => QUEUE_ITEM_COMPLETED_VERSION,
+            _ => CURRENT_VERSION,
+        }
+        .to_string()
     }
 }
 
@@ -272,7 +282,9 @@ mod tests {
                 target_id: target,
                 caller_id: caller,
                 delegation_id: delegation,
-                response_body: None,
+                outcome: Outcome::Completed {
+                    result: "done".into(),
+                },
                 at,
             },
             QueueItemEvent::QueueItemRequeued {

@@ -8,7 +8,9 @@
 mod aggregate;
 mod commands;
 mod events;
+mod response;
 
 pub use aggregate::{QueueItem, QueueItemError, MAX_ATTEMPTS};
 pub use commands::QueueItemCommand;
 pub use events::{Priority, QueueItemEvent, QueueItemStatus};
+pub use response::response_body;

@@ -8,6 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
+use crate::delegation::Outcome;
 
 type QueueItemTest = TestFramework<QueueItem>;
 
@@ -99,14 +100,21 @@ fn failed(attempts: u32, error: &str, seconds: i64) -> QueueItemEvent {
     }
 }
 
-fn completed(response_body: Option<serde_json::Value>, seconds: i64) -> QueueItemEvent {
+fn completed(outcome: Outcome, seconds: i64) -> QueueItemEvent {
     QueueItemEvent::QueueItemCompleted {
         queue_id: QUEUE,
         target_id: TARGET,
         caller_id: CALLER,
         delegation_id: Some(DELEGATION),
-        response_body,
+        outcome,
         at: at(seconds),
+    }
+}
+
+/// The agent's answer "ok".
+fn answered() -> Outcome {
+    Outcome::Completed {
+        result: "ok".to_string(),
     }
 }
 
@@ -127,7 +135,7 @@ fn history_to(status: QueueItemStatus) -> Vec<QueueItemEvent> {
     match status {
         QueueItemStatus::Queued => {}
         QueueItemStatus::Dispatched => events.push(dispatched(1, 10)),
-        QueueItemStatus::Completed => events.extend([dispatched(1, 10), completed(None, 11)]),
+        QueueItemStatus::Completed => events.extend([dispatched(1, 10), completed(answered(), 11)]),
         QueueItemStatus::Failed => {
             for attempt in 1..MAX_ATTEMPTS {
                 let seconds = i64::from(attempt) * 10;
@@ -292,7 +300,7 @@ fn acting_on_an_item_that_was_never_enqueued_is_not_found() {
     let commands = [
         QueueItemCommand::Claim { at: at(1) },
         QueueItemCommand::Complete {
-            response_body: None,
+            outcome: answered(),
             at: at(1),
         },
         QueueItemCommand::Fail {
@@ -431,14 +439,25 @@ fn an_item_without_expiry_can_always_be_claimed() {
 // ------------------------------------------------------------ Complete
 
 #[test]
-fn completing_a_dispatched_item_records_the_response() {
-    QueueItemTest::with(())
-        .given(history_to(QueueItemStatus::Dispatched))
-        .when(QueueItemCommand::Complete {
-            response_body: Some(json!({"result": "ok"})),
-            at: at(11),
-        })
-        .then_expect_events(vec![completed(Some(json!({"result": "ok"})), 11)]);
+fn completing_a_dispatched_item_records_its_outcome() {
+    let outcomes = [
+        answered(),
+        Outcome::Failed {
+            error: "the agent's task ended failed".to_string(),
+        },
+        Outcome::Canceled {
+            reason: "the agent canceled its task".to_string(),
+        },
+    ];
+    for outcome in outcomes {
+        QueueItemTest::with(())
+            .given(history_to(QueueItemStatus::Dispatched))
+            .when(QueueItemCommand::Complete {
+                outcome: outcome.clone(),
+                at: at(11),
+            })
+            .then_expect_events(vec![completed(outcome, 11)]);
+    }
 }
 
 #[test]
@@ -450,7 +469,7 @@ fn completing_an_item_that_is_not_dispatched_is_rejected() {
         QueueItemTest::with(())
             .given(history_to(current))
             .when(QueueItemCommand::Complete {
-                response_body: None,
+                outcome: answered(),
                 at: at(200),
             })
             .then_expect_error(QueueItemError::NotDispatched { current });
@@ -618,7 +637,7 @@ fn the_state_folds_every_event() {
         dispatched(1, 10),
         requeued(1, "busy", 11),
         dispatched(2, 20),
-        completed(Some(json!({"result": "ok"})), 21),
+        completed(answered(), 21),
     ]);
     assert_eq!(item.status(), Some(QueueItemStatus::Completed));
     assert_eq!(item.queue_id(), QUEUE);
@@ -635,7 +654,29 @@ fn the_state_folds_every_event() {
     assert_eq!(item.dispatched_at(), Some(at(20)));
     assert_eq!(item.completed_at(), Some(at(21)));
     assert_eq!(item.last_error(), Some("busy"));
-    assert_eq!(item.response_body(), Some(&json!({"result": "ok"})));
+    assert_eq!(item.response_body(), Some(&json!({"text": "ok"})));
+}
+
+#[test]
+fn the_state_shows_each_outcome_as_the_views_json() {
+    let shown = |outcome| {
+        let mut events = history_to(QueueItemStatus::Dispatched);
+        events.push(completed(outcome, 11));
+        fold(events).response_body().cloned()
+    };
+    assert_eq!(shown(answered()), Some(json!({"text": "ok"})));
+    assert_eq!(
+        shown(Outcome::Failed {
+            error: "no".to_string()
+        }),
+        Some(json!({"error": "no"}))
+    );
+    assert_eq!(
+        shown(Outcome::Canceled {
+            reason: "stopped".to_string()
+        }),
+        None
+    );
 }
 
 #[test]
@@ -669,8 +710,13 @@ fn every_event_survives_a_json_round_trip() {
         enqueued(expiring()),
         enqueued(None),
         dispatched(1, 10),
-        completed(Some(json!({"result": "ok"})), 11),
-        completed(None, 11),
+        completed(answered(), 11),
+        completed(
+            Outcome::Canceled {
+                reason: "stopped".to_string(),
+            },
+            11,
+        ),
         requeued(1, "busy", 11),
         failed(MAX_ATTEMPTS, "busy", 101),
         expired(EXPIRES_IN),
@@ -683,7 +729,11 @@ fn every_event_survives_a_json_round_trip() {
         );
         let back: QueueItemEvent = serde_json::from_value(json).expect("deserialize");
         assert_eq!(back, event);
-        assert_eq!(event.event_version(), "1.0");
+        let version = match event {
+            QueueItemEvent::QueueItemCompleted { .. } => "1.1",
+            _ => "1.0",
+        };
+        assert_eq!(event.event_version(), version);
     }
 }
 

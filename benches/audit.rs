@@ -28,6 +28,8 @@
 //! positions the log without the 0004 indexes (built afterwards) to show
 //! their cost on the write side.
 
+#[path = "../tests/common/bulk_events.rs"]
+mod bulk_events;
 mod support;
 
 use std::collections::BTreeMap;
@@ -37,7 +39,6 @@ use ledger::app::Application;
 use sqlx::PgPool;
 
 const WORKSPACES: i64 = 1000;
-const INSERT_CHUNK: i64 = 100_000;
 const PAGE: i64 = 100;
 /// The time window of the "workspace + time range" query: one day, i.e.
 /// 86,400 events, ~170 of them concerning a given workspace.
@@ -111,12 +112,11 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. fill the event table
     let started = Instant::now();
-    let mut from = 1;
-    while from <= events {
-        let to = (from + INSERT_CHUNK - 1).min(events);
-        fill(&pool, from, to).await?;
-        from = to + 1;
-    }
+    let history = bulk_events::Delegations {
+        workspaces: WORKSPACES,
+        recorded_from: Some(chrono::DateTime::parse_from_rfc3339(BASE_TIME)?.to_utc()),
+    };
+    bulk_events::insert(&pool, 1..=events, history).await?;
     let filled = started.elapsed();
     println!(
         "fill (bulk INSERT … SELECT generate_series)   {:>9.1} s   {:>9.0} events/s",
@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
     // 4. filtered audit queries
     let client = reqwest::Client::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    // The workspace ids exactly as `fill` computes them.
+    // The workspace ids exactly as `bulk_events` computes them.
     let workspaces: Vec<String> =
         sqlx::query_scalar("select md5('ws' || n)::uuid::text from generate_series(0, $1 - 1) n")
             .bind(WORKSPACES)
@@ -323,43 +323,6 @@ async fn main() -> anyhow::Result<()> {
 
     pool.close().await;
     database.stop().await?;
-    Ok(())
-}
-
-/// Events `from..=to` of the synthetic history: event g belongs to
-/// delegation (g+1)/2 — odd g its `DelegationSent`, even g its
-/// `DelegationCompleted` — between workspace d mod 1000 and another one,
-/// recorded g seconds after BASE_TIME.
-async fn fill(pool: &PgPool, from: i64, to: i64) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-         payload, metadata, recorded_at) \
-         select 'delegation', x.delegation::text, 2 - g % 2, \
-           case when g % 2 = 1 then 'DelegationSent' else 'DelegationCompleted' end, '1.0', \
-           case when g % 2 = 1 then json_build_object('DelegationSent', json_build_object( \
-               'delegation_id', x.delegation, 'source_id', x.source, 'target_id', x.target, \
-               'task', x.task, 'task_preview', x.task, 'origin', 'recorded', 'idempotency_key', null, \
-               'actor', json_build_object('kind', 'workspace', 'id', x.source), 'at', x.at)) \
-           else json_build_object('DelegationCompleted', json_build_object( \
-               'delegation_id', x.delegation, 'source_id', x.source, 'target_id', x.target, \
-               'result', 'revenue grew', 'response_preview', 'revenue grew', \
-               'actor', json_build_object('kind', 'workspace', 'id', x.target), 'at', x.at)) end, \
-           json_build_object('actor', 'workspace:' || x.source), x.at \
-         from generate_series($1::bigint, $2::bigint) g \
-         cross join lateral (select (g + 1) / 2 as d) dd \
-         cross join lateral (select \
-             md5('d' || dd.d)::uuid as delegation, \
-             md5('ws' || (dd.d % $4))::uuid as source, \
-             md5('ws' || ((dd.d % $4 + 1 + (dd.d / $4) % ($4 - 1)) % $4))::uuid as target, \
-             'benchmark task ' || dd.d || ': summarise the quarterly report' as task, \
-             $3::timestamptz + make_interval(secs => g) as at) x",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(chrono::DateTime::parse_from_rfc3339(BASE_TIME)?)
-    .bind(WORKSPACES)
-    .execute(pool)
-    .await?;
     Ok(())
 }
 

@@ -19,6 +19,8 @@
 //! Run: `cargo bench --bench export` (uses DATABASE_URL if set, otherwise a
 //! private durable PostgreSQL in a temp dir; needs nats-server installed).
 
+#[path = "../tests/common/bulk_events.rs"]
+mod bulk_events;
 #[path = "../tests/common/nats_server.rs"]
 mod nats_server;
 mod support;
@@ -29,7 +31,6 @@ use ledger::app::Application;
 use sqlx::PgPool;
 
 const WORKSPACES: i64 = 1000;
-const INSERT_CHUNK: i64 = 100_000;
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 #[tokio::main]
@@ -48,12 +49,11 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(existing == 0, "needs an empty database; {existing} events");
     println!("Delegation Ledger export benchmark: {events} events");
 
-    let mut from = 1;
-    while from <= events {
-        let to = (from + INSERT_CHUNK - 1).min(events);
-        fill(&pool, from, to).await?;
-        from = to + 1;
-    }
+    let history = bulk_events::Delegations {
+        workspaces: WORKSPACES,
+        recorded_from: None,
+    };
+    bulk_events::insert(&pool, 1..=events, history).await?;
     for projection in projections::all() {
         sqlx::query(
             "insert into projection_checkpoints (name, position) values ($1, $2) \
@@ -146,38 +146,4 @@ async fn head(pool: &PgPool) -> anyhow::Result<i64> {
             .fetch_one(pool)
             .await?,
     )
-}
-
-/// Events `from..=to`: delegation `(g + 1) / 2`'s sent (odd g) and
-/// completed (even g) event, between [`WORKSPACES`] workspaces.
-async fn fill(pool: &PgPool, from: i64, to: i64) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-         payload, metadata, recorded_at) \
-         select 'delegation', x.delegation::text, 2 - g % 2, \
-           case when g % 2 = 1 then 'DelegationSent' else 'DelegationCompleted' end, '1.0', \
-           case when g % 2 = 1 then json_build_object('DelegationSent', json_build_object( \
-               'delegation_id', x.delegation, 'source_id', x.source, 'target_id', x.target, \
-               'task', x.task, 'task_preview', x.task, 'origin', 'recorded', 'idempotency_key', null, \
-               'actor', json_build_object('kind', 'workspace', 'id', x.source), 'at', x.at)) \
-           else json_build_object('DelegationCompleted', json_build_object( \
-               'delegation_id', x.delegation, 'source_id', x.source, 'target_id', x.target, \
-               'result', 'revenue grew', 'response_preview', 'revenue grew', \
-               'actor', json_build_object('kind', 'workspace', 'id', x.target), 'at', x.at)) end, \
-           json_build_object('actor', 'workspace:' || x.source), x.at \
-         from generate_series($1::bigint, $2::bigint) g \
-         cross join lateral (select (g + 1) / 2 as d) dd \
-         cross join lateral (select \
-             md5('d' || dd.d)::uuid as delegation, \
-             md5('ws' || (dd.d % $3))::uuid as source, \
-             md5('ws' || ((dd.d + 1) % $3))::uuid as target, \
-             'benchmark task ' || dd.d || ': summarise the quarterly report' as task, \
-             now() as at) x",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(WORKSPACES)
-    .execute(pool)
-    .await?;
-    Ok(())
 }

@@ -5,6 +5,8 @@
 //! server that is not there yet; a consumer of the stream rebuilds the
 //! activity view; a stream of another database is refused.
 
+#[path = "common/bulk_events.rs"]
+mod bulk_events;
 mod common;
 #[path = "common/nats_server.rs"]
 mod nats_server;
@@ -31,35 +33,13 @@ const WORKSPACES: i64 = 20;
 /// a `DelegationCompleted`), numbered `from..=to` events: the service's
 /// own sequencer positions them and its runners project them.
 async fn fill(pool: &PgPool, from: i64, to: i64) {
-    sqlx::query(
-        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-         payload, metadata, recorded_at) \
-         select 'delegation', x.delegation::text, 2 - g % 2, \
-           case when g % 2 = 1 then 'DelegationSent' else 'DelegationCompleted' end, '1.0', \
-           case when g % 2 = 1 then json_build_object('DelegationSent', json_build_object( \
-               'delegation_id', x.delegation, 'source_id', x.source, 'target_id', x.target, \
-               'task', x.task, 'task_preview', x.task, 'origin', 'recorded', 'idempotency_key', null, \
-               'actor', json_build_object('kind', 'workspace', 'id', x.source), 'at', x.at)) \
-           else json_build_object('DelegationCompleted', json_build_object( \
-               'delegation_id', x.delegation, 'source_id', x.source, 'target_id', x.target, \
-               'result', 'revenue grew', 'response_preview', 'revenue grew', \
-               'actor', json_build_object('kind', 'workspace', 'id', x.target), 'at', x.at)) end, \
-           json_build_object('actor', 'workspace:' || x.source), x.at \
-         from generate_series($1::bigint, $2::bigint) g \
-         cross join lateral (select (g + 1) / 2 as d) dd \
-         cross join lateral (select \
-             md5('d' || dd.d)::uuid as delegation, \
-             md5('ws' || (dd.d % $3))::uuid as source, \
-             md5('ws' || ((dd.d + 1) % $3))::uuid as target, \
-             'task ' || dd.d as task, \
-             now() as at) x",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(WORKSPACES)
-    .execute(pool)
-    .await
-    .expect("fill the event table");
+    let history = bulk_events::Delegations {
+        workspaces: WORKSPACES,
+        recorded_from: None,
+    };
+    bulk_events::insert(pool, from..=to, history)
+        .await
+        .expect("fill the event table");
 }
 
 async fn head(pool: &PgPool) -> i64 {

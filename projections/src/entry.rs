@@ -22,7 +22,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// One entry of the positioned log with its event.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `FromRow`: the ledger reads it from `ledger_log` joined with `events`,
+/// one column per field under the field's name (`ledger::log::reader`).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LogEntry {
     /// Dense, gap-free position in the log (1, 2, 3, …).
     pub position: i64,

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cqrs_es::persist::SerializedEvent;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use super::Fence;
 use crate::log::Watermark;
@@ -65,6 +65,16 @@ pub struct Written {
     pub lost: HashSet<String>,
 }
 
+/// An event [`insert_batch`] wrote: where it is, for read-your-writes.
+#[derive(sqlx::FromRow)]
+struct WrittenRow {
+    aggregate_id: String,
+    sequence: i64,
+    event_id: i64,
+    /// The writing transaction's `xid8`, as text (sqlx has no `xid8` type).
+    tx_id: String,
+}
+
 /// Append the events of many aggregates (of one type) in one statement and
 /// one commit. An aggregate another writer got ahead of writes nothing —
 /// its rows that did go in are taken out again before the commit, so an
@@ -74,7 +84,7 @@ pub async fn insert_batch(
     events: &[&SerializedEvent],
 ) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let returned = sqlx::query(
+    let returned: Vec<WrittenRow> = sqlx::query_as(
         "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          select t, i, s, et, ev, p::json, m::json \
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
@@ -93,17 +103,14 @@ pub async fn insert_batch(
     .await?;
     let mut written = Written::default();
     for row in returned {
-        let tx_id: String = row.try_get("tx_id")?;
         let mark = Watermark {
-            tx_id: tx_id
+            tx_id: row
+                .tx_id
                 .parse()
-                .map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {tx_id}")))?,
-            event_id: row.try_get("event_id")?,
+                .map_err(|_| sqlx::Error::Protocol(format!("bad xid8 {}", row.tx_id)))?,
+            event_id: row.event_id,
         };
-        written.rows.insert(
-            (row.try_get("aggregate_id")?, row.try_get("sequence")?),
-            mark,
-        );
+        written.rows.insert((row.aggregate_id, row.sequence), mark);
     }
     let mut expected: HashMap<&str, usize> = HashMap::new();
     for event in events {

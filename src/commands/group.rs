@@ -32,7 +32,7 @@ use std::sync::Arc;
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{append, CommandError, StoreError, CONFLICT_RETRIES};
@@ -301,13 +301,24 @@ fn answer<A: Aggregate>(
     let _ = request.reply.send(reply);
 }
 
+/// An event row of [`load_many`], before upcasting.
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+}
+
 /// Load the aggregates `ids` of type `A` in one query.
 async fn load_many<A: Aggregate>(
     pool: &PgPool,
     ids: &[String],
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<HashMap<String, Working<A>>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<StoredEvent> = sqlx::query_as(
         "select aggregate_id, sequence, event_type, event_version, payload, metadata \
          from events where aggregate_type = $1 and aggregate_id = any($2) \
          order by aggregate_id, sequence",
@@ -334,16 +345,15 @@ async fn load_many<A: Aggregate>(
         })
         .collect();
     for row in rows {
-        let aggregate_id: String = row.try_get("aggregate_id")?;
-        let sequence: i64 = row.try_get("sequence")?;
+        let aggregate_id = row.aggregate_id;
         let serialized = SerializedEvent {
             aggregate_id: aggregate_id.clone(),
-            sequence: usize::try_from(sequence).unwrap_or_default(),
+            sequence: usize::try_from(row.sequence).unwrap_or_default(),
             aggregate_type: A::TYPE.to_string(),
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get::<Value, _>("payload")?,
-            metadata: row.try_get::<Value, _>("metadata")?,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: row.payload,
+            metadata: row.metadata,
         };
         let upcast = upcasters.iter().fold(serialized, |event, upcaster| {
             if upcaster.can_upcast(&event.event_type, &event.event_version) {

@@ -1,7 +1,9 @@
 //! Running the server's tools (`initdb`, `pg_ctl`, `pg_basebackup`) as
 //! the unprivileged `postgres` OS user when the service runs as root —
 //! PostgreSQL refuses to run as root — through `runuser` (or `su`), and
-//! checking that user can reach the data directory.
+//! checking that user can reach the data directory. Every tool the cluster
+//! runs, as that user or as ourselves, goes through [`Invocation`] here, so
+//! each gets the same clean environment and its failures read the same.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -10,15 +12,16 @@ use std::process::{Output, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{find_on_path, is_executable, PG_USER};
+use super::binaries::{find_on_path, is_executable};
+use super::PG_USER;
 
 /// The unprivileged OS user the server tools run as when we are root.
 #[derive(Debug, Clone)]
 pub(super) struct RunAs {
-    pub(super) user: String,
-    pub(super) uid: u32,
-    pub(super) gid: u32,
-    pub(super) switch: SwitchUser,
+    user: String,
+    uid: u32,
+    gid: u32,
+    switch: SwitchUser,
 }
 
 impl RunAs {
@@ -36,7 +39,7 @@ impl RunAs {
 
 /// The tool used to run a command as [`RunAs::user`].
 #[derive(Debug, Clone)]
-pub(super) enum SwitchUser {
+enum SwitchUser {
     /// `runuser -u USER -- PROGRAM ARGS…` (util-linux; no PAM password prompt, no shell).
     Runuser(PathBuf),
     /// `su -s /bin/sh -c 'PROGRAM ARGS…' USER` (fallback where runuser is missing).
@@ -145,6 +148,19 @@ impl Invocation {
     }
 }
 
+/// A tool's stderr and stdout for an error message, or "(no output)".
+pub(super) fn describe_output(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = format!("{}\n{}", stderr.trim(), stdout.trim());
+    let text = text.trim();
+    if text.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// `Some(postgres user)` when we are root (PostgreSQL refuses to run as root).
 pub(super) fn run_as_user() -> Result<Option<RunAs>> {
     if !nix::unistd::geteuid().is_root() {
@@ -180,7 +196,7 @@ pub(super) fn run_as_user() -> Result<Option<RunAs>> {
     }))
 }
 
-pub(super) fn first_executable(candidates: &[&str]) -> Option<PathBuf> {
+fn first_executable(candidates: &[&str]) -> Option<PathBuf> {
     candidates
         .iter()
         .map(PathBuf::from)
@@ -244,4 +260,39 @@ pub(super) fn shell_quote(s: &OsStr) -> Vec<u8> {
     }
     out.push(b'\'');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_keeps_quotes_and_spaces_in_one_word() {
+        assert_eq!(shell_quote(OsStr::new("a'b c")), b"'a'\\''b c'".to_vec());
+        assert_eq!(shell_quote(OsStr::new("")), b"''".to_vec());
+    }
+
+    /// The `su` fallback must deliver arguments intact (quotes, spaces) and switch user.
+    #[test]
+    fn su_fallback_quotes_arguments() -> Result<()> {
+        let (Ok(Some(mut run_as)), Some(su)) =
+            (run_as_user(), first_executable(&["/bin/su", "/usr/bin/su"]))
+        else {
+            return Ok(()); // not root, or no su here
+        };
+        run_as.switch = SwitchUser::Su(su);
+        let args: Vec<OsString> = vec![
+            "-c".into(),
+            r#"printf '%s|%s' "$(id -un)" "$1""#.into(),
+            "sh".into(),
+            "it's a $HOME `x`".into(),
+        ];
+        let out = Invocation::new(Some(&run_as), Path::new("/bin/sh"), &args).output_blocking()?;
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "postgres|it's a $HOME `x`"
+        );
+        Ok(())
+    }
 }

@@ -17,11 +17,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use super::{
-    check_shell_safe, describe_output, find_bin_dir, pg_ctl_stop, process_alive, run_as_user,
-    write_private_file, EmbeddedOptions, EmbeddedPostgres, Invocation, RunAs, PASSWORD_FILE,
-    PG_USER,
-};
+use super::auth::{write_private_file, PASSWORD_FILE};
+use super::binaries::find_bin_dir;
+use super::data_dir::check_shell_safe;
+use super::leftover::process_alive;
+use super::run_as::{describe_output, run_as_user, Invocation, RunAs};
+use super::stop::pg_ctl_stop;
+use super::{EmbeddedOptions, EmbeddedPostgres, PG_USER};
 
 /// Prefix of the temp dirs made by [`shared_test_cluster`] (used to sweep ones left by killed runs).
 const TEST_DIR_PREFIX: &str = "ledger-embedded-pg-";

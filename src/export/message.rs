@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use projections::LogEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, Row};
+use sqlx::PgExecutor;
 use uuid::Uuid;
+
+use crate::log::reader::{ENTRY_COLUMNS, LOG_WITH_EVENTS};
 
 /// Every exported subject starts with this token; the stream is created
 /// for `ledger.>`.
@@ -104,35 +105,61 @@ pub async fn read_after<'e>(
     after: i64,
     limit: i64,
 ) -> Result<Vec<ExportedEntry>, sqlx::Error> {
-    sqlx::query(
-        "select l.position, l.event_id, l.aggregate_type, l.aggregate_id, l.sequence, \
-         l.event_type, e.event_version, e.payload, e.metadata, l.recorded_at, l.logged_at, \
-         l.hash, l.source_workspace, l.target_workspace \
-         from ledger_log l join events e on e.event_id = l.event_id \
-         where l.position > $1 order by l.position limit $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .try_map(|row: PgRow| {
-        Ok(ExportedEntry {
-            position: row.try_get("position")?,
-            event_id: row.try_get("event_id")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-            logged_at: row.try_get("logged_at")?,
-            hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
-            source_workspace: row.try_get("source_workspace")?,
-            target_workspace: row.try_get("target_workspace")?,
-        })
-    })
-    .fetch_all(executor)
-    .await
+    let sql = format!(
+        "select {ENTRY_COLUMNS}, l.logged_at, l.hash, l.source_workspace, l.target_workspace \
+         {LOG_WITH_EVENTS} where l.position > $1 order by l.position limit $2"
+    );
+    let rows: Vec<ExportRow> = sqlx::query_as(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(ExportedEntry::from).collect())
+}
+
+/// A row of [`read_after`]: the reader's entry, and the log's own columns
+/// the export adds.
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    #[sqlx(flatten)]
+    entry: LogEntry,
+    logged_at: DateTime<Utc>,
+    hash: Vec<u8>,
+    source_workspace: Option<Uuid>,
+    target_workspace: Option<Uuid>,
+}
+
+impl From<ExportRow> for ExportedEntry {
+    fn from(row: ExportRow) -> Self {
+        let LogEntry {
+            position,
+            event_id,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+            recorded_at,
+        } = row.entry;
+        ExportedEntry {
+            position,
+            event_id,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+            recorded_at,
+            logged_at: row.logged_at,
+            hash: hex::encode(row.hash),
+            source_workspace: row.source_workspace,
+            target_workspace: row.target_workspace,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +173,34 @@ mod tests {
         assert_eq!(subject_token("a.b*c>d e"), "a_b_c_d_e");
         assert_eq!(subject_token("émoji"), "_moji");
         assert_eq!(subject_token(""), "_");
+    }
+
+    #[test]
+    fn an_exported_row_is_its_log_entry_with_the_hash_in_hex() {
+        let entry = LogEntry {
+            position: 7,
+            event_id: 9,
+            aggregate_type: "delegation".into(),
+            aggregate_id: "d".into(),
+            sequence: 2,
+            event_type: "DelegationCompleted".into(),
+            event_version: "1.0".into(),
+            payload: serde_json::json!({"a": 1}),
+            metadata: serde_json::json!({"b": 2}),
+            recorded_at: Utc::now(),
+        };
+        let source = Uuid::new_v4();
+        let exported = ExportedEntry::from(ExportRow {
+            entry: entry.clone(),
+            logged_at: entry.recorded_at,
+            hash: vec![0xab, 0x01],
+            source_workspace: Some(source),
+            target_workspace: None,
+        });
+        assert_eq!(exported.hash, "ab01");
+        assert_eq!(exported.source_workspace, Some(source));
+        assert_eq!(exported.target_workspace, None);
+        assert_eq!(exported.into_log_entry(), entry);
     }
 
     #[test]

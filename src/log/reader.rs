@@ -1,8 +1,7 @@
 //! Reading the positioned log, joined with the events it positions.
 
 use projections::LogEntry;
-use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{PgExecutor, PgPool};
 
 /// Reads the log for anything that follows it by position.
 #[derive(Debug, Clone)]
@@ -10,9 +9,15 @@ pub struct LogReader {
     pool: PgPool,
 }
 
-const SELECT_ENTRIES: &str = "select l.position, l.event_id, l.aggregate_type, l.aggregate_id, \
-     l.sequence, l.event_type, e.event_version, e.payload, e.metadata, l.recorded_at \
-     from ledger_log l join events e on e.event_id = l.event_id";
+/// The columns of a [`LogEntry`] (its `FromRow` reads them by these names),
+/// from [`LOG_WITH_EVENTS`]. The export selects them too, with more.
+pub(crate) const ENTRY_COLUMNS: &str = "l.position, l.event_id, l.aggregate_type, \
+     l.aggregate_id, l.sequence, l.event_type, e.event_version, e.payload, e.metadata, \
+     l.recorded_at";
+
+/// The log (`l`) joined with the events it positions (`e`).
+pub(crate) const LOG_WITH_EVENTS: &str =
+    "from ledger_log l join events e on e.event_id = l.event_id";
 
 impl LogReader {
     pub fn new(pool: PgPool) -> Self {
@@ -36,7 +41,7 @@ impl LogReader {
         limit: i64,
     ) -> Result<Vec<LogEntry>, sqlx::Error> {
         let sql = format!(
-            "{SELECT_ENTRIES} where l.position in ( \
+            "select {ENTRY_COLUMNS} {LOG_WITH_EVENTS} where l.position in ( \
                (select position from ledger_log where source_workspace = $1 \
                   and position > $2 and position <= $3 order by position limit $4) \
                union \
@@ -44,12 +49,11 @@ impl LogReader {
                   and position > $2 and position <= $3 order by position limit $4)) \
              order by l.position limit $4"
         );
-        sqlx::query(&sql)
+        sqlx::query_as(&sql)
             .bind(workspace)
             .bind(after)
             .bind(upto)
             .bind(limit)
-            .try_map(|row: PgRow| entry_from_row(&row))
             .fetch_all(&self.pool)
             .await
     }
@@ -69,26 +73,12 @@ pub async fn read_after<'e>(
     after: i64,
     limit: i64,
 ) -> Result<Vec<LogEntry>, sqlx::Error> {
-    let sql = format!("{SELECT_ENTRIES} where l.position > $1 order by l.position limit $2");
-    sqlx::query(&sql)
+    let sql = format!(
+        "select {ENTRY_COLUMNS} {LOG_WITH_EVENTS} where l.position > $1 order by l.position limit $2"
+    );
+    sqlx::query_as(&sql)
         .bind(after)
         .bind(limit)
-        .try_map(|row: PgRow| entry_from_row(&row))
         .fetch_all(executor)
         .await
-}
-
-fn entry_from_row(row: &PgRow) -> Result<LogEntry, sqlx::Error> {
-    Ok(LogEntry {
-        position: row.try_get("position")?,
-        event_id: row.try_get("event_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-    })
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Longest a scrape or readiness check waits for the database.
 pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +27,14 @@ pub struct LogStatus {
     pub oldest_unpositioned_seconds: f64,
 }
 
+/// A projection's checkpoint row, with how far behind the log it is.
+#[derive(sqlx::FromRow)]
+struct Checkpoint {
+    name: String,
+    position: i64,
+    lag_seconds: f64,
+}
+
 /// Read the head and the checkpoints of `names` from the tables (bounded
 /// by [`DATABASE_TIMEOUT`]).
 pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, String> {
@@ -34,7 +42,7 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
         let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from ledger_log")
             .fetch_one(pool)
             .await?;
-        let rows = sqlx::query(
+        let checkpoints: Vec<Checkpoint> = sqlx::query_as(
             "select c.name, c.position, \
              coalesce((select greatest(extract(epoch from now() - l.recorded_at), 0)::float8 \
                        from ledger_log l where l.position = c.position + 1), 0) as lag_seconds \
@@ -63,11 +71,8 @@ pub async fn log_status(pool: &PgPool, names: &[String]) -> Result<LogStatus, St
         .await?;
         let mut projections = Vec::with_capacity(names.len());
         for name in names {
-            let row = rows
-                .iter()
-                .find(|row| row.try_get::<String, _>("name").ok().as_deref() == Some(name));
-            let (position, seconds) = match row {
-                Some(row) => (row.try_get("position")?, row.try_get("lag_seconds")?),
+            let (position, seconds) = match checkpoints.iter().find(|c| c.name == *name) {
+                Some(checkpoint) => (checkpoint.position, checkpoint.lag_seconds),
                 // No checkpoint row: nothing applied yet.
                 None => (0, 0.0),
             };

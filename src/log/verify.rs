@@ -15,7 +15,7 @@
 
 use futures::TryStreamExt;
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use super::chain::{self, ChainedEvent, GENESIS};
 
@@ -167,7 +167,7 @@ async fn verify_chunk(
 ) -> Result<Option<Verification>, sqlx::Error> {
     // A left join: an entry whose event row was deleted must be reported,
     // not silently skipped.
-    let mut rows = sqlx::query(
+    let mut links = sqlx::query_as::<_, ChainLink>(
         "select l.position, l.prev_hash, l.hash, l.aggregate_type as log_type, l.aggregate_id as log_id, \
          l.sequence as log_sequence, l.event_type as log_event_type, \
          e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
@@ -180,61 +180,41 @@ async fn verify_chunk(
     .fetch(pool);
 
     let mut expected = from;
-    while let Some(row) = rows.try_next().await? {
-        let position: i64 = row.try_get("position")?;
+    while let Some(link) = links.try_next().await? {
+        let position = link.position;
         if position != expected {
             return Ok(Some(broken(expected, "entry missing from the log")));
         }
-        let Some(aggregate_type) = row.try_get::<Option<String>, _>("aggregate_type")? else {
+        let Some(event) = link.event() else {
             return Ok(Some(broken(
                 position,
                 "the event this entry was made from is missing",
             )));
         };
-        let aggregate_id: String = row.try_get("aggregate_id")?;
-        let sequence: i64 = row.try_get("sequence")?;
-        let event_type: String = row.try_get("event_type")?;
-        let identity_matches = aggregate_type == row.try_get::<String, _>("log_type")?
-            && aggregate_id == row.try_get::<String, _>("log_id")?
-            && sequence == row.try_get::<i64, _>("log_sequence")?
-            && event_type == row.try_get::<String, _>("log_event_type")?;
+        let identity_matches = event.aggregate_type == link.log_type
+            && event.aggregate_id == link.log_id
+            && event.sequence == link.log_sequence
+            && event.event_type == link.log_event_type;
         if !identity_matches {
             return Ok(Some(broken(
                 position,
                 "the entry does not match its event row",
             )));
         }
-        let stored_prev: Vec<u8> = row.try_get("prev_hash")?;
-        if stored_prev != *prev_hash {
+        if link.prev_hash != *prev_hash {
             return Ok(Some(broken(
                 position,
                 "prev_hash does not match the previous entry's hash",
             )));
         }
-        let payload: String = row.try_get("payload")?;
-        let metadata: String = row.try_get("metadata")?;
-        let event_version: String = row.try_get("event_version")?;
-        let hash = chain::link(
-            prev_hash,
-            &ChainedEvent {
-                position,
-                aggregate_type: &aggregate_type,
-                aggregate_id: &aggregate_id,
-                sequence,
-                event_type: &event_type,
-                event_version: &event_version,
-                payload: &payload,
-                metadata: &metadata,
-            },
-        );
-        let stored: Vec<u8> = row.try_get("hash")?;
-        if stored != hash {
+        let hash = chain::link(prev_hash, &event);
+        if link.hash != hash {
             return Ok(Some(broken(
                 position,
                 "hash does not match the event's content",
             )));
         }
-        *prev_hash = stored;
+        *prev_hash = link.hash;
         expected += 1;
         *checked += 1;
     }
@@ -243,4 +223,76 @@ async fn verify_chunk(
         return Ok(Some(broken(expected, "entry missing from the log")));
     }
     Ok(None)
+}
+
+/// One entry of a walk: what the log says it is (`log_*`) and its hashes,
+/// and the event row it was made from — every event column `None` when
+/// that row is gone (the walk's left join).
+#[derive(sqlx::FromRow)]
+struct ChainLink {
+    position: i64,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+    log_type: String,
+    log_id: String,
+    log_sequence: i64,
+    log_event_type: String,
+    aggregate_type: Option<String>,
+    aggregate_id: Option<String>,
+    sequence: Option<i64>,
+    event_type: Option<String>,
+    event_version: Option<String>,
+    payload: Option<String>,
+    metadata: Option<String>,
+}
+
+impl ChainLink {
+    /// The event row as the chain hashes it, `None` when the row is gone.
+    fn event(&self) -> Option<ChainedEvent<'_>> {
+        Some(ChainedEvent {
+            position: self.position,
+            aggregate_type: self.aggregate_type.as_deref()?,
+            aggregate_id: self.aggregate_id.as_deref()?,
+            sequence: self.sequence?,
+            event_type: self.event_type.as_deref()?,
+            event_version: self.event_version.as_deref()?,
+            payload: self.payload.as_deref()?,
+            metadata: self.metadata.as_deref()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link_of(event: bool) -> ChainLink {
+        let some = |s: &str| event.then(|| s.to_owned());
+        ChainLink {
+            position: 3,
+            prev_hash: vec![1],
+            hash: vec![2],
+            log_type: "delegation".into(),
+            log_id: "d".into(),
+            log_sequence: 1,
+            log_event_type: "DelegationSent".into(),
+            aggregate_type: some("delegation"),
+            aggregate_id: some("d"),
+            sequence: event.then_some(1),
+            event_type: some("DelegationSent"),
+            event_version: some("1.0"),
+            payload: some("{}"),
+            metadata: some("{}"),
+        }
+    }
+
+    #[test]
+    fn a_link_hashes_its_event_row_and_has_none_when_the_row_is_gone() {
+        let link = link_of(true);
+        let event = link.event().expect("the event row is there");
+        assert_eq!(event.position, 3);
+        assert_eq!(event.aggregate_id, "d");
+        assert_eq!(event.payload, "{}");
+        assert!(link_of(false).event().is_none());
+    }
 }

@@ -1,12 +1,13 @@
 //! The activity feed: newest first for a dashboard, or oldest first after a
 //! cursor row (`since_id`) for a poller that must not miss a row.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -21,8 +22,8 @@ const MAX_LIMIT: i64 = 1000;
 /// an unbounded one is a full scan.
 pub const MAX_SINCE_SECS: i64 = 30 * 24 * 60 * 60;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/workspaces/{id}/activity", get(activity))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(activity))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -166,8 +167,3 @@ async fn activity(
         .await?;
     Ok(Json(rows))
 }
-
-/// The OpenAPI description of this route (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(activity))]
-pub(super) struct Api;

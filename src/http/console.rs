@@ -21,9 +21,10 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -31,11 +32,11 @@ use super::error::ApiError;
 use super::extract::ApiPath;
 use super::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/console", get(page))
-        .route("/console/whoami", get(whoami))
-        .route("/console/{asset}", get(asset))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(whoami))
+        .routes(routes!(asset))
 }
 
 /// One embedded file of the console.
@@ -226,11 +227,6 @@ async fn whoami(caller: Caller) -> Json<Session> {
         },
     })
 }
-
-/// The OpenAPI description of these routes (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(page, asset, whoami))]
-pub(super) struct Api;
 
 #[cfg(test)]
 mod tests {

@@ -15,12 +15,14 @@ use aggregates::queue_item::Priority;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::Row;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -38,20 +40,14 @@ const LIST_PREVIEW_CHARS: usize = 300;
 /// Attempts at claiming an idempotency key while others race for it.
 const KEY_CLAIM_ATTEMPTS: usize = 5;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces/{id}/delegate", post(delegate))
-        .route("/workspaces/{id}/delegations/record", post(record))
-        .route(
-            "/workspaces/{id}/delegations/{delegation_id}/update",
-            post(update),
-        )
-        .route(
-            "/workspaces/{id}/delegations/{delegation_id}/cancel",
-            post(cancel),
-        )
-        .route("/workspaces/{id}/delegations", get(list))
-        .route("/workspaces/{id}/delegations/{delegation_id}", get(get_one))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(delegate))
+        .routes(routes!(record))
+        .routes(routes!(update))
+        .routes(routes!(cancel))
+        .routes(routes!(list))
+        .routes(routes!(get_one))
 }
 
 fn validate_task(source: Uuid, target: Uuid, task: &str) -> Result<(), ApiError> {
@@ -206,13 +202,40 @@ fn queue_options(body: &DelegateRequest) -> Result<QueueOptions, ApiError> {
     })
 }
 
+// The answers' fields are declared in alphabetical order: that is the
+// order they were always written in (as `serde_json` maps), kept byte for
+// byte.
+
+/// `POST /workspaces/{id}/delegate` → 202: a new managed delegation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DelegateAccepted {
+    pub delegation_id: Uuid,
+    /// Always `delegated`.
+    #[schema(pattern = "^delegated$")]
+    pub status: &'static str,
+    pub target_id: Uuid,
+}
+
+/// `POST /workspaces/{id}/delegate` → 200: the idempotency key's earlier
+/// delegation, which is not failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DelegateIdempotentHit {
+    pub delegation_id: Uuid,
+    /// Always `true`.
+    pub idempotent_hit: bool,
+    /// The earlier delegation's current status.
+    #[schema(value_type = Option<String>)]
+    pub status: Option<DelegationStatus>,
+    pub target_id: Uuid,
+}
+
 /// Managed delegation: recorded `pending`; the ledger dispatches it.
 #[utoipa::path(post, path = "/workspaces/{id}/delegate", tag = "delegations", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
     request_body = DelegateRequest,
     responses(
-        (status = 202, description = "Delegation created (`pending` until dispatched)", body = crate::http::openapi::schemas::DelegateAccepted),
-        (status = 200, description = "Idempotent hit: the key's earlier delegation", body = crate::http::openapi::schemas::DelegateIdempotentHit),
+        (status = 202, description = "Delegation created (`pending` until dispatched)", body = DelegateAccepted),
+        (status = 200, description = "Idempotent hit: the key's earlier delegation", body = DelegateIdempotentHit),
         (status = 400, description = "Malformed body, self-delegation, target_id not a UUID, empty task or bad key", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace (or not the caller's), or unknown target", body = crate::http::error::ErrorBody),
@@ -275,8 +298,12 @@ async fn delegate(
         let existing = match sent {
             Ok(executed) if executed.committed > 0 => {
                 tracing::info!(%delegation_id, %target, "delegation sent");
-                let body = json!({ "delegation_id": delegation_id, "status": "delegated", "target_id": target });
-                return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+                let accepted = DelegateAccepted {
+                    delegation_id,
+                    status: "delegated",
+                    target_id: target,
+                };
+                return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
             }
             // The key's delegation already exists (same or other content).
             Ok(executed) => executed.state,
@@ -302,12 +329,12 @@ async fn delegate(
             });
         }
     };
-    let hit = json!({
-        "delegation_id": delegation_id,
-        "status": existing.status(),
-        "target_id": existing.target_id(),
-        "idempotent_hit": true,
-    });
+    let hit = DelegateIdempotentHit {
+        delegation_id,
+        idempotent_hit: true,
+        status: existing.status(),
+        target_id: existing.target_id(),
+    };
     Ok((StatusCode::OK, Json(hit)).into_response())
 }
 
@@ -396,12 +423,21 @@ struct RecordRequest {
     delegation_id: String,
 }
 
+/// `POST /workspaces/{id}/delegations/record` → 202.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordAccepted {
+    pub delegation_id: Uuid,
+    /// Always `recorded`.
+    #[schema(pattern = "^recorded$")]
+    pub status: &'static str,
+}
+
 /// Agent-dispatched delegation: the ledger only records it (`dispatched`).
 #[utoipa::path(post, path = "/workspaces/{id}/delegations/record", tag = "delegations", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The workspace's id")),
     request_body = RecordRequest,
     responses(
-        (status = 202, description = "Recorded (again, if the same content was recorded before)", body = crate::http::openapi::schemas::RecordAccepted),
+        (status = 202, description = "Recorded (again, if the same content was recorded before)", body = RecordAccepted),
         (status = 400, description = "Malformed body, self-delegation, an id not a UUID, or empty task", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
@@ -414,7 +450,7 @@ async fn record(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RecordRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RecordAccepted>), ApiError> {
     let source = caller.workspace_in_path(&id)?;
     let target = parse_uuid("target_id", &body.target_id)?;
     let delegation_id = parse_uuid("delegation_id", &body.delegation_id)?;
@@ -438,7 +474,10 @@ async fn record(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "delegation_id": delegation_id, "status": "recorded" })),
+        Json(RecordAccepted {
+            delegation_id,
+            status: "recorded",
+        }),
     ))
 }
 
@@ -511,13 +550,22 @@ fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
     })
 }
 
+/// `POST /workspaces/{id}/delegations/{delegation_id}/update` and
+/// `…/cancel` → 200.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpdateAccepted {
+    pub delegation_id: Uuid,
+    /// The delegation's status after the update.
+    pub status: Option<&'static str>,
+}
+
 /// Move a delegation along its lifecycle. The source (which recorded it)
 /// and the target (which works on it, e.g. in poll mode) may report.
 #[utoipa::path(post, path = "/workspaces/{id}/delegations/{delegation_id}/update", tag = "delegations", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
     request_body = UpdateRequest,
     responses(
-        (status = 200, description = "Status updated (or the same terminal status repeated)", body = crate::http::openapi::schemas::UpdateAccepted),
+        (status = 200, description = "Status updated (or the same terminal status repeated)", body = UpdateAccepted),
         (status = 400, description = "Malformed body or unknown status", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace or delegation (or not the caller's)", body = crate::http::error::ErrorBody),
@@ -530,7 +578,7 @@ async fn update(
     caller: Caller,
     ApiPath((id, delegation_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<UpdateRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UpdateAccepted>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
@@ -548,10 +596,10 @@ async fn update(
         .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
         .await
         .map_err(|e| not_found_as(e, not_found))?;
-    let status = executed.state.status().map(DelegationStatus::as_str);
-    Ok(Json(
-        json!({ "status": status, "delegation_id": delegation_id }),
-    ))
+    Ok(Json(UpdateAccepted {
+        delegation_id,
+        status: executed.state.status().map(DelegationStatus::as_str),
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -567,7 +615,7 @@ struct CancelRequest {
     params(("id" = String, Path, format = Uuid, description = "The workspace's id (the delegation's source)"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
     request_body(content = CancelRequest, description = "Optional (an empty body will do): why"),
     responses(
-        (status = 200, description = "Canceled (or already canceled)", body = crate::http::openapi::schemas::UpdateAccepted),
+        (status = 200, description = "Canceled (or already canceled)", body = UpdateAccepted),
         (status = 400, description = "Malformed body", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace or delegation sent by it", body = crate::http::error::ErrorBody),
@@ -580,7 +628,7 @@ async fn cancel(
     caller: Caller,
     ApiPath((id, delegation_id)): ApiPath<(String, String)>,
     body: Option<ApiJson<CancelRequest>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UpdateAccepted>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
@@ -600,10 +648,10 @@ async fn cancel(
         .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
         .await
         .map_err(|e| not_found_as(e, not_found))?;
-    let status = executed.state.status().map(DelegationStatus::as_str);
-    Ok(Json(
-        json!({ "status": status, "delegation_id": delegation_id }),
-    ))
+    Ok(Json(UpdateAccepted {
+        delegation_id,
+        status: executed.state.status().map(DelegationStatus::as_str),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -615,12 +663,40 @@ struct ListQuery {
     limit: Option<String>,
 }
 
+/// One row of `GET /workspaces/{id}/delegations`: a `delegate` row per
+/// delegation (with its current status), plus a `delegate_result` row when
+/// it completed or failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DelegationListEntry {
+    pub created_at: DateTime<Utc>,
+    pub delegation_id: Option<Uuid>,
+    /// Why it failed (failed delegations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+    /// The activity row's id.
+    pub id: Uuid,
+    /// `delegate` or `delegate_result`.
+    pub method: Option<String>,
+    /// The result's first 300 characters (completed delegations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub response_preview: Option<String>,
+    pub source_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub summary: String,
+    pub target_id: Option<Uuid>,
+    /// Always `delegation`.
+    #[serde(rename = "type")]
+    pub entry_type: &'static str,
+}
+
 /// The workspace's `delegate` rows (carrying current status) and
 /// `delegate_result` rows, newest first.
 #[utoipa::path(get, path = "/workspaces/{id}/delegations", tag = "delegations", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ListQuery),
     responses(
-        (status = 200, description = "Newest first", body = Vec<crate::http::openapi::schemas::DelegationListEntry>),
+        (status = 200, description = "Newest first", body = Vec<DelegationListEntry>),
         (status = 400, description = "limit is not a positive integer", body = crate::http::error::ErrorBody),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace (or not the caller's)", body = crate::http::error::ErrorBody),
@@ -630,7 +706,7 @@ async fn list(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
     ReadPool(reads): ReadPool,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<DelegationListEntry>>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
     let rows = sqlx::query(
@@ -646,33 +722,71 @@ async fn list(
     .await?;
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
-        let mut entry = json!({
-            "id": row.try_get::<Uuid, _>("id")?,
-            "type": "delegation",
-            "method": row.try_get::<Option<String>, _>("method")?,
-            "source_id": row.try_get::<Option<Uuid>, _>("source_id")?,
-            "target_id": row.try_get::<Option<Uuid>, _>("target_id")?,
-            "summary": row.try_get::<String, _>("summary")?,
-            "status": row.try_get::<Option<String>, _>("status")?,
-            "delegation_id": row.try_get::<Option<Uuid>, _>("delegation_id")?,
-            "created_at": row.try_get::<DateTime<Utc>, _>("created_at")?,
+        entries.push(DelegationListEntry {
+            created_at: row.try_get("created_at")?,
+            delegation_id: row.try_get("delegation_id")?,
+            error: row.try_get("error_detail")?,
+            id: row.try_get("id")?,
+            method: row.try_get("method")?,
+            response_preview: row
+                .try_get::<Option<String>, _>("response_text")?
+                .map(|text| aggregates::preview(&text, LIST_PREVIEW_CHARS)),
+            source_id: row.try_get("source_id")?,
+            status: row.try_get("status")?,
+            summary: row.try_get("summary")?,
+            target_id: row.try_get("target_id")?,
+            entry_type: "delegation",
         });
-        if let Some(error) = row.try_get::<Option<String>, _>("error_detail")? {
-            entry["error"] = json!(error);
-        }
-        if let Some(text) = row.try_get::<Option<String>, _>("response_text")? {
-            entry["response_preview"] = json!(aggregates::preview(&text, LIST_PREVIEW_CHARS));
-        }
-        entries.push(entry);
     }
     Ok(Json(entries))
+}
+
+/// One step of a delegation's status history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryStep {
+    pub at: String,
+    pub status: String,
+}
+
+/// `GET /workspaces/{id}/delegations/{delegation_id}` → 200.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DelegationDetail {
+    pub created_at: DateTime<Utc>,
+    /// When a still-live managed delegation fails with `deadline exceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub deadline: Option<DateTime<Utc>>,
+    pub delegation_id: Uuid,
+    /// Why it failed or was canceled (those delegations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+    /// Every status it went through, oldest first.
+    pub history: Vec<HistoryStep>,
+    /// The queue item carrying it, when it was queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub queue_id: Option<Uuid>,
+    /// The target's question (`input_required` delegations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub question: Option<String>,
+    /// The result (completed delegations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub result: Option<String>,
+    pub source_id: Uuid,
+    pub status: String,
+    pub target_id: Uuid,
+    pub task: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// One delegation, to its source or its target.
 #[utoipa::path(get, path = "/workspaces/{id}/delegations/{delegation_id}", tag = "delegations", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "The workspace's id"), ("delegation_id" = String, Path, format = Uuid, description = "The delegation's id")),
     responses(
-        (status = 200, description = "The delegation with its status history", body = crate::http::openapi::schemas::DelegationDetail),
+        (status = 200, description = "The delegation with its status history", body = DelegationDetail),
         (status = 401, description = "Missing, malformed or unknown bearer token", body = crate::http::error::ErrorBody),
         (status = 404, description = "No such workspace or delegation (or not the caller's)", body = crate::http::error::ErrorBody),
     ))]
@@ -680,7 +794,7 @@ async fn get_one(
     caller: Caller,
     ApiPath((id, delegation_id)): ApiPath<(String, String)>,
     ReadPool(reads): ReadPool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DelegationDetail>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
@@ -694,35 +808,111 @@ async fn get_one(
     .fetch_optional(&reads)
     .await?
     .ok_or_else(not_found)?;
-    let mut body = json!({
-        "delegation_id": row.try_get::<Uuid, _>("delegation_id")?,
-        "source_id": row.try_get::<Uuid, _>("source_id")?,
-        "target_id": row.try_get::<Uuid, _>("target_id")?,
-        "task": row.try_get::<String, _>("task")?,
-        "status": row.try_get::<String, _>("status")?,
-        "created_at": row.try_get::<DateTime<Utc>, _>("created_at")?,
-        "updated_at": row.try_get::<DateTime<Utc>, _>("updated_at")?,
-        "history": row.try_get::<Value, _>("history")?,
-    });
-    if let Some(deadline) = row.try_get::<Option<DateTime<Utc>>, _>("deadline")? {
-        body["deadline"] = json!(deadline);
-    }
-    for (field, column) in [
-        ("result", "result"),
-        ("error", "error"),
-        ("question", "question"),
-    ] {
-        if let Some(value) = row.try_get::<Option<String>, _>(column)? {
-            body[field] = json!(value);
-        }
-    }
-    if let Some(queue_id) = row.try_get::<Option<Uuid>, _>("queue_id")? {
-        body["queue_id"] = json!(queue_id);
-    }
-    Ok(Json(body))
+    let history: sqlx::types::Json<Vec<HistoryStep>> = row.try_get("history")?;
+    Ok(Json(DelegationDetail {
+        created_at: row.try_get("created_at")?,
+        deadline: row.try_get("deadline")?,
+        delegation_id: row.try_get("delegation_id")?,
+        error: row.try_get("error")?,
+        history: history.0,
+        queue_id: row.try_get("queue_id")?,
+        question: row.try_get("question")?,
+        result: row.try_get("result")?,
+        source_id: row.try_get("source_id")?,
+        status: row.try_get("status")?,
+        target_id: row.try_get("target_id")?,
+        task: row.try_get("task")?,
+        updated_at: row.try_get("updated_at")?,
+    }))
 }
 
-/// The OpenAPI description of these routes (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(delegate, record, update, cancel, list, get_one))]
-pub(super) struct Api;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `body` as sent, and as a `serde_json` map (sorted keys) writes it.
+    fn as_sent_and_sorted(body: &impl Serialize) -> (String, String) {
+        let sent = serde_json::to_string(body).expect("serializes");
+        let sorted = serde_json::to_value(body).expect("serializes").to_string();
+        (sent, sorted)
+    }
+
+    #[test]
+    fn a_detail_keeps_its_sorted_field_order_and_leaves_out_what_it_lacks() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let detail = DelegationDetail {
+            created_at: at,
+            deadline: None,
+            delegation_id: Uuid::nil(),
+            error: None,
+            history: vec![HistoryStep {
+                at: "1970-01-01T00:00:00.000000Z".into(),
+                status: "dispatched".into(),
+            }],
+            queue_id: None,
+            question: Some("which one?".into()),
+            result: None,
+            source_id: Uuid::nil(),
+            status: "input_required".into(),
+            target_id: Uuid::nil(),
+            task: "t".into(),
+            updated_at: at,
+        };
+        let (sent, sorted) = as_sent_and_sorted(&detail);
+        assert_eq!(sent, sorted);
+        for absent in ["deadline", "error", "queue_id", "result"] {
+            assert!(!sent.contains(&format!("\"{absent}\"")), "{sent}");
+        }
+        assert!(sent.contains("\"question\":\"which one?\""), "{sent}");
+    }
+
+    #[test]
+    fn a_list_entry_keeps_its_sorted_field_order_with_nulls_where_unknown() {
+        let entry = DelegationListEntry {
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            delegation_id: None,
+            error: None,
+            id: Uuid::nil(),
+            method: None,
+            response_preview: Some("done".into()),
+            source_id: None,
+            status: None,
+            summary: "s".into(),
+            target_id: None,
+            entry_type: "delegation",
+        };
+        let (sent, sorted) = as_sent_and_sorted(&entry);
+        assert_eq!(sent, sorted);
+        assert!(sent.contains("\"method\":null"), "{sent}");
+        assert!(!sent.contains("\"error\""), "{sent}");
+        assert!(sent.ends_with("\"type\":\"delegation\"}"), "{sent}");
+    }
+
+    #[test]
+    fn command_answers_keep_their_sorted_field_order() {
+        let id = Uuid::nil();
+        for (sent, sorted) in [
+            as_sent_and_sorted(&DelegateAccepted {
+                delegation_id: id,
+                status: "delegated",
+                target_id: id,
+            }),
+            as_sent_and_sorted(&DelegateIdempotentHit {
+                delegation_id: id,
+                idempotent_hit: true,
+                status: None,
+                target_id: id,
+            }),
+            as_sent_and_sorted(&RecordAccepted {
+                delegation_id: id,
+                status: "recorded",
+            }),
+            as_sent_and_sorted(&UpdateAccepted {
+                delegation_id: id,
+                status: None,
+            }),
+        ] {
+            assert_eq!(sent, sorted);
+        }
+    }
+}

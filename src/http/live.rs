@@ -18,9 +18,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{authenticate, authenticate_token, Caller};
@@ -31,8 +31,8 @@ use super::AppState;
 use crate::ws::hub::TokenHolder;
 use crate::ws::subscriber::{self, Audience};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/ws", get(subscribe))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(subscribe))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -143,8 +143,3 @@ async fn subscribe(
             subscriber::serve(socket, hub, audience, holder, from, batch, shutdown)
         }))
 }
-
-/// The OpenAPI description of this route (assembled in `crate::http::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(subscribe))]
-pub(crate) struct Api;

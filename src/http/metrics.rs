@@ -25,8 +25,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::log::status::{log_status, LogStatus};
@@ -56,8 +56,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
 /// Prometheus metrics (text exposition format).
@@ -197,11 +197,6 @@ fn write_scrape_time(out: &mut String, status: &LogStatus, database_up: i64, sub
         );
     }
 }
-
-/// The OpenAPI description of this route (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(scrape))]
-pub(super) struct Api;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,12 @@
 //! The HTTP API (see docs/api.md): one router per concern, merged here, sharing
 //! one cloneable [`AppState`].
+//!
+//! Each concern declares its routes once, as an `OpenApiRouter` of
+//! handlers (`routes!`) whose `#[utoipa::path]` gives both the route axum
+//! serves and its OpenAPI description: [`router`] serves them and
+//! `openapi::document` describes them, both from `bounded_in_time` and
+//! `live::router`, so a route cannot be served undescribed or described
+//! unserved.
 
 mod activity;
 mod audit;
@@ -30,6 +37,7 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::a2a::OutboundPolicy;
 use crate::commands::CommandBus;
@@ -87,16 +95,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router {
     let timeout = limits.request_timeout;
     let in_flight = limits.max_in_flight_requests.max(1);
-    let bounded_in_time = Router::new()
-        .merge(health::router())
-        .merge(metrics::router())
-        .merge(registry::router())
-        .merge(delegations::router())
-        .merge(activity::router())
-        .merge(queue::router())
-        .merge(audit::router())
-        .merge(openapi::router())
-        .merge(console::router())
+    let (bounded, _) = bounded_in_time().split_for_parts();
+    let (live, _) = live::router().split_for_parts();
+    let bounded_in_time = bounded
         .layer(axum::middleware::from_fn(consistency::stamp_position))
         .layer(
             ServiceBuilder::new()
@@ -106,7 +107,7 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router
                 .timeout(timeout),
         );
     bounded_in_time
-        .merge(live::router())
+        .merge(live)
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
@@ -134,6 +135,27 @@ pub fn router(state: AppState, max_body_bytes: usize, limits: &Limits) -> Router
             REQUEST_ID.parse().expect("valid header name"),
             MakeRequestUuid,
         ))
+}
+
+/// Every route but the websocket: each request is bounded in time and a
+/// command's answer is stamped with its position.
+fn bounded_in_time() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(registry::router())
+        .merge(delegations::router())
+        .merge(activity::router())
+        .merge(queue::router())
+        .merge(audit::router())
+        .merge(openapi::router())
+        .merge(console::router())
+}
+
+/// The description of every route [`router`] serves, from the same
+/// declarations (the document-wide parts are added by [`openapi::document`]).
+fn described_routes() -> utoipa::openapi::OpenApi {
+    bounded_in_time().merge(live::router()).into_openapi()
 }
 
 /// The answer to a request the bounds turned away.

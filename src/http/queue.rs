@@ -2,11 +2,12 @@
 //! status, read from the `a2a_queue` view. An item is visible to its target
 //! workspace and to its caller; to anyone else it does not exist (404).
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -20,10 +21,10 @@ const LIST_DEFAULT_LIMIT: i64 = 100;
 const LIST_MAX_LIMIT: i64 = 1000;
 const STATUSES: [&str; 5] = ["queued", "dispatched", "completed", "failed", "expired"];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces/{id}/a2a/queue", get(list))
-        .route("/workspaces/{id}/a2a/queue/{queue_id}", get(get_one))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -151,8 +152,3 @@ async fn get_one(
     .map(Json)
     .ok_or_else(not_found)
 }
-
-/// The OpenAPI description of these routes (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(list, get_one))]
-pub(super) struct Api;

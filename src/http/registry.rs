@@ -9,10 +9,11 @@
 use aggregates::workspace::{DeliveryMode, Workspace, WorkspaceCommand};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::a2a::ProtocolVersion;
@@ -25,13 +26,13 @@ use super::extract::{parse_uuid, ApiJson, ApiPath};
 use super::limits::ClientAddr;
 use super::{now, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/registry/register", post(register))
-        .route("/registry/rotate-token", post(rotate_token))
-        .route("/registry/revoke-token", post(revoke_token))
-        .route("/registry/heartbeat", post(heartbeat))
-        .route("/registry/discover/{id}", get(discover))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(rotate_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(heartbeat))
+        .routes(routes!(discover))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -417,8 +418,3 @@ async fn discover(
     .map(Json)
     .ok_or_else(not_found)
 }
-
-/// The OpenAPI description of these routes (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(register, rotate_token, revoke_token, heartbeat, discover))]
-pub(super) struct Api;

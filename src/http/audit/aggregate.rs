@@ -74,7 +74,10 @@ pub(super) struct StreamAudit {
 /// One aggregate's events and the state folded from them.
 ///
 /// Idempotency keys are addressed as `idempotency_key/{workspace}/{key}`.
-#[utoipa::path(get, path = "/audit/streams/{aggregate_type}/{aggregate_id}", tag = "audit", security(("bearer" = [])),
+// `{*aggregate_id}`: axum's wildcard, as idempotency key ids are
+// `workspace/key`; the document names it `{aggregate_id}` (see
+// `AxumWildcards` in `http/openapi.rs`).
+#[utoipa::path(get, path = "/audit/streams/{aggregate_type}/{*aggregate_id}", tag = "audit", security(("bearer" = [])),
     params(
         ("aggregate_type" = String, Path, pattern = "^(delegation|queue_item|idempotency_key|workspace)$"),
         ("aggregate_id" = String, Path, min_length = 1, description = "The aggregate's id (may contain `/`)"),

@@ -40,14 +40,14 @@ use aggregates::delegation::Delegation;
 use aggregates::idempotency_key::IdempotencyKey;
 use aggregates::queue_item::QueueItem;
 use aggregates::workspace::Workspace;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -64,15 +64,11 @@ const AGGREGATE_TYPES: [&str; 4] = [
     Workspace::TYPE,
 ];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/audit/events", get(events::events))
-        // A wildcard: idempotency key ids are `workspace/key`.
-        .route(
-            "/audit/streams/{aggregate_type}/{*aggregate_id}",
-            get(aggregate::stream),
-        )
-        .route("/audit/verify", get(verify::verify_chain))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events::events))
+        .routes(routes!(aggregate::stream))
+        .routes(routes!(verify::verify_chain))
 }
 
 fn require_admin(caller: Caller) -> Result<(), ApiError> {
@@ -138,11 +134,6 @@ fn audit_event(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
         prev_hash: hex::encode(row.try_get::<Vec<u8>, _>("prev_hash")?),
     })
 }
-
-/// The OpenAPI description of these routes (assembled in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(events::events, aggregate::stream, verify::verify_chain))]
-pub(super) struct Api;
 
 fn parse_aggregate_type(value: &str) -> Result<&'static str, ApiError> {
     AGGREGATE_TYPES

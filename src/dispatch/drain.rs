@@ -36,8 +36,10 @@ fn metadata() -> HashMap<String, String> {
 pub enum DrainError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("event store: {0}")]
-    Store(String),
+    /// A queue-item command failed for a reason the drain does not pass
+    /// over (the store failed, or the item refused in an unexpected way).
+    #[error("queue item command: {0}")]
+    Command(#[from] CommandError<QueueItemError>),
 }
 
 /// Claim up to `slots` of `target`'s queued items for dispatch, expiring
@@ -96,7 +98,7 @@ pub async fn drain(
                     QueueItemError::NotQueued { .. } | QueueItemError::Expired,
                 ))
                 | Err(CommandError::Conflict) => {}
-                Err(other) => return Err(DrainError::Store(other.to_string())),
+                Err(other) => return Err(other.into()),
             }
         }
     }
@@ -148,6 +150,6 @@ async fn expire(
     {
         Ok(executed) => Ok(executed.watermark),
         Err(CommandError::Rejected(_)) | Err(CommandError::Conflict) => Ok(None),
-        Err(other) => Err(DrainError::Store(other.to_string())),
+        Err(other) => Err(other.into()),
     }
 }

@@ -19,7 +19,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -709,7 +708,7 @@ async fn list(
 ) -> Result<Json<Vec<DelegationListEntry>>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-    let rows = sqlx::query(
+    let rows: Vec<ListRow> = sqlx::query_as(
         "select id, method, source_id, target_id, summary, status, delegation_id, error_detail, \
          response_body->>'text' as response_text, created_at \
          from activity_logs \
@@ -720,25 +719,44 @@ async fn list(
     .bind(limit)
     .fetch_all(&reads)
     .await?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for row in rows {
-        entries.push(DelegationListEntry {
-            created_at: row.try_get("created_at")?,
-            delegation_id: row.try_get("delegation_id")?,
-            error: row.try_get("error_detail")?,
-            id: row.try_get("id")?,
-            method: row.try_get("method")?,
+    Ok(Json(
+        rows.into_iter().map(DelegationListEntry::from).collect(),
+    ))
+}
+
+/// An activity row as [`list`] reads it.
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    id: Uuid,
+    method: Option<String>,
+    source_id: Option<Uuid>,
+    target_id: Option<Uuid>,
+    summary: String,
+    status: Option<String>,
+    delegation_id: Option<Uuid>,
+    error_detail: Option<String>,
+    response_text: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ListRow> for DelegationListEntry {
+    fn from(row: ListRow) -> Self {
+        Self {
+            created_at: row.created_at,
+            delegation_id: row.delegation_id,
+            error: row.error_detail,
+            id: row.id,
+            method: row.method,
             response_preview: row
-                .try_get::<Option<String>, _>("response_text")?
+                .response_text
                 .map(|text| aggregates::preview(&text, LIST_PREVIEW_CHARS)),
-            source_id: row.try_get("source_id")?,
-            status: row.try_get("status")?,
-            summary: row.try_get("summary")?,
-            target_id: row.try_get("target_id")?,
+            source_id: row.source_id,
+            status: row.status,
+            summary: row.summary,
+            target_id: row.target_id,
             entry_type: "delegation",
-        });
+        }
     }
-    Ok(Json(entries))
 }
 
 /// One step of a delegation's status history.
@@ -748,8 +766,9 @@ pub struct HistoryStep {
     pub status: String,
 }
 
-/// `GET /workspaces/{id}/delegations/{delegation_id}` → 200.
-#[derive(Debug, Serialize, ToSchema)]
+/// `GET /workspaces/{id}/delegations/{delegation_id}` → 200, read as the
+/// `delegations` view's row.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct DelegationDetail {
     pub created_at: DateTime<Utc>,
     /// When a still-live managed delegation fails with `deadline exceeded`.
@@ -762,6 +781,7 @@ pub struct DelegationDetail {
     #[schema(nullable = false)]
     pub error: Option<String>,
     /// Every status it went through, oldest first.
+    #[sqlx(json)]
     pub history: Vec<HistoryStep>,
     /// The queue item carrying it, when it was queued.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -798,7 +818,7 @@ async fn get_one(
     let workspace = caller.workspace_in_path(&id)?;
     let not_found = || ApiError::not_found(format!("delegation {delegation_id} not found"));
     let delegation_id = Uuid::parse_str(&delegation_id).map_err(|_| not_found())?;
-    let row = sqlx::query(
+    let detail: DelegationDetail = sqlx::query_as(
         "select delegation_id, source_id, target_id, task, status, result, error, queue_id, \
          question, deadline, created_at, updated_at, history from delegations \
          where delegation_id = $1 and (source_id = $2 or target_id = $2)",
@@ -808,22 +828,7 @@ async fn get_one(
     .fetch_optional(&reads)
     .await?
     .ok_or_else(not_found)?;
-    let history: sqlx::types::Json<Vec<HistoryStep>> = row.try_get("history")?;
-    Ok(Json(DelegationDetail {
-        created_at: row.try_get("created_at")?,
-        deadline: row.try_get("deadline")?,
-        delegation_id: row.try_get("delegation_id")?,
-        error: row.try_get("error")?,
-        history: history.0,
-        queue_id: row.try_get("queue_id")?,
-        question: row.try_get("question")?,
-        result: row.try_get("result")?,
-        source_id: row.try_get("source_id")?,
-        status: row.try_get("status")?,
-        target_id: row.try_get("target_id")?,
-        task: row.try_get("task")?,
-        updated_at: row.try_get("updated_at")?,
-    }))
+    Ok(Json(detail))
 }
 
 #[cfg(test)]

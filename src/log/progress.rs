@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -184,27 +184,26 @@ impl Progress {
 
     /// Read head, watermark and checkpoints from the tables.
     pub async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let tail = sqlx::query(
+        let tail: Option<(i64, String, i64)> = sqlx::query_as(
             "select position, tx_id::text as tx_id, event_id from ledger_log order by position desc limit 1",
         )
         .fetch_optional(pool)
         .await?;
-        if let Some(row) = tail {
-            let tx_id: String = row.try_get("tx_id")?;
+        if let Some((head, tx_id, event_id)) = tail {
             self.publish_sequenced(Sequenced {
-                head: row.try_get("position")?,
+                head,
                 watermark: Watermark {
                     tx_id: tx_id.parse().unwrap_or(0),
-                    event_id: row.try_get("event_id")?,
+                    event_id,
                 },
             });
         }
-        let checkpoints = sqlx::query("select name, position from projection_checkpoints")
-            .fetch_all(pool)
-            .await?;
-        for row in checkpoints {
-            let name: String = row.try_get("name")?;
-            self.publish_projected(&name, row.try_get("position")?);
+        let checkpoints: Vec<(String, i64)> =
+            sqlx::query_as("select name, position from projection_checkpoints")
+                .fetch_all(pool)
+                .await?;
+        for (name, position) in checkpoints {
+            self.publish_projected(&name, position);
         }
         Ok(())
     }

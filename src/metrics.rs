@@ -1,8 +1,9 @@
-//! The names of every event-driven metric, and the one process-wide
+//! The name of every metric, and the one process-wide
 //! Prometheus recorder they go into. Every layer counts through the
 //! `metrics` facade with a name from here, so the sequencer, the
 //! dispatcher and the HTTP layer never reach into each other for a name;
-//! `/metrics` (in `http/metrics.rs`) renders the recorder.
+//! `/metrics` (in `http/metrics.rs`) renders the recorder and the
+//! [`scraped`] gauges.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -41,6 +42,31 @@ pub const NATS_EXPORT_ERRORS: &str = "ledger_nats_export_errors_total";
 /// Times the stream had moved under the exporter (another exporter wrote)
 /// and it resumed where the stream ends.
 pub const NATS_EXPORT_RESYNCS: &str = "ledger_nats_export_resyncs_total";
+
+/// Gauges read from the database at each scrape (`http/metrics.rs`), not
+/// kept in the recorder: their values live in the tables.
+pub mod scraped {
+    /// 1 when the scrape could read the database, else 0.
+    pub const DATABASE_UP: &str = "ledger_database_up";
+    /// Position of the log's last entry.
+    pub const LOG_HEAD: &str = "ledger_log_head";
+    /// Committed events not yet given a position.
+    pub const LOG_UNPOSITIONED: &str = "ledger_log_unpositioned_events";
+    /// Age of the oldest of them.
+    pub const LOG_OLDEST_UNPOSITIONED: &str = "ledger_log_oldest_unpositioned_seconds";
+    /// Each projection's checkpoint, by `projection`.
+    pub const PROJECTION_CHECKPOINT: &str = "ledger_projection_checkpoint";
+    /// Entries each projection has not applied, by `projection`.
+    pub const PROJECTION_LAG_EVENTS: &str = "ledger_projection_lag_events";
+    /// Age of the oldest entry each projection has not applied.
+    pub const PROJECTION_LAG_SECONDS: &str = "ledger_projection_lag_seconds";
+    /// Live-feed subscribers of this process.
+    pub const WEBSOCKET_SUBSCRIBERS: &str = "ledger_websocket_subscribers";
+    /// Requests waiting in the busy-target queue.
+    pub const QUEUE_DEPTH: &str = "ledger_queue_depth";
+    /// Entries the dispatcher has not reacted to.
+    pub const DISPATCHER_LAG: &str = "ledger_dispatcher_lag_events";
+}
 
 /// Latency buckets in seconds.
 const BUCKETS: &[f64] = &[

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::log::status::{log_status, LogStatus};
-use crate::metrics::{install, HTTP_DURATION, HTTP_REQUESTS};
+use crate::metrics::{install, scraped, HTTP_DURATION, HTTP_REQUESTS};
 
 /// Route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -135,62 +135,62 @@ fn write_scrape_time(out: &mut String, status: &LogStatus, database_up: i64, sub
             .collect()
     };
     family(
-        "ledger_database_up",
+        scraped::DATABASE_UP,
         "gauge",
         "1 when this scrape could read the database, else 0 (log values are then the last known).",
         &one(database_up.to_string()),
     );
     family(
-        "ledger_log_head",
+        scraped::LOG_HEAD,
         "gauge",
         "Position of the last entry of the positioned log.",
         &one(status.head.to_string()),
     );
     family(
-        "ledger_log_unpositioned_events",
+        scraped::LOG_UNPOSITIONED,
         "gauge",
         "Committed events not yet given a log position (more than a handful for long: a transaction left open on the cluster holds the log back).",
         &one(status.unpositioned.to_string()),
     );
     family(
-        "ledger_log_oldest_unpositioned_seconds",
+        scraped::LOG_OLDEST_UNPOSITIONED,
         "gauge",
         "Age of the oldest committed event not yet given a log position (0 when none).",
         &one(status.oldest_unpositioned_seconds.to_string()),
     );
     family(
-        "ledger_projection_checkpoint",
+        scraped::PROJECTION_CHECKPOINT,
         "gauge",
         "Last log position applied by each projection.",
         &by_projection(&|checkpoint, _| checkpoint.to_string()),
     );
     family(
-        "ledger_projection_lag_events",
+        scraped::PROJECTION_LAG_EVENTS,
         "gauge",
         "Log entries not yet applied by each projection (head - checkpoint).",
         &by_projection(&|checkpoint, _| (status.head - checkpoint).max(0).to_string()),
     );
     family(
-        "ledger_projection_lag_seconds",
+        scraped::PROJECTION_LAG_SECONDS,
         "gauge",
         "Age of the oldest log entry each projection has not applied yet (0 when caught up).",
         &by_projection(&|_, seconds| seconds.to_string()),
     );
     family(
-        "ledger_websocket_subscribers",
+        scraped::WEBSOCKET_SUBSCRIBERS,
         "gauge",
         "Live-feed websocket subscribers connected to this process.",
         &one(subscribers.to_string()),
     );
     family(
-        "ledger_queue_depth",
+        scraped::QUEUE_DEPTH,
         "gauge",
         "Requests waiting in the busy-target queue, all targets (0 when the scrape could not read the database).",
         &one(status.queue_depth.to_string()),
     );
     if let Some(checkpoint) = status.dispatcher_checkpoint {
         family(
-            "ledger_dispatcher_lag_events",
+            scraped::DISPATCHER_LAG,
             "gauge",
             "Log entries the dispatcher has not reacted to yet (head - its checkpoint).",
             &one((status.head - checkpoint).max(0).to_string()),

@@ -18,7 +18,7 @@
 //! loses as a whole — any of its rows that did go in are deleted before the
 //! commit — and only its commands are decided again, first in the next
 //! batch, never failing their neighbours. A command that loses
-//! [`CONFLICT_RETRIES`](super::CONFLICT_RETRIES) times gets a conflict.
+//! `super::CONFLICT_RETRIES` times gets a conflict.
 //!
 //! Why not `postgres-es`'s own commit here: it writes one aggregate per
 //! transaction, an event per statement. The rows are the same — cqrs-es's

@@ -17,40 +17,40 @@
 //! Every send is preceded by a fenced `AttemptSend` (see the module docs of
 //! [`super`]): a deposed leader's record fails, and it sends nothing. A run
 //! ends early, without error, when its [`Term`] ends; a send already on the
-//! wire is finished and recorded first. Where a drive's outcome is
-//! recorded, and the one writer of a delegation's end
-//! ([`end_delegation`]), is `drive/end.rs`.
+//! wire is finished and recorded first.
+//!
+//! Here: the send to a pending delegation's target and its
+//! acknowledgement. Beside it: `drive/queue.rs` (parking behind a busy
+//! target, the send of a drained item, withdrawing an item),
+//! `drive/follow.rs` (following an accepted task, cancelling it) and
+//! `drive/end.rs` (where a drive's outcome is recorded: the one writer of
+//! a delegation's end, [`end_delegation`]).
 
 mod end;
+mod follow;
+mod queue;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use aggregates::delegation::{
-    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, Outcome, StatusUpdate,
+    Delegation, DelegationCommand, DelegationError, DelegationStatus, Origin, Outcome,
 };
-use aggregates::queue_item::{QueueItem, QueueItemCommand, QueueItemError, QueueItemStatus};
+use aggregates::queue_item::{QueueItem, QueueItemStatus};
 use aggregates::workspace::DeliveryMode;
 use aggregates::Actor;
 use chrono::Utc;
-use serde_json::json;
 use uuid::Uuid;
 
-use super::outcome::{acknowledged, forward, sanitized, stops_following, task_step};
+use super::outcome::acknowledged;
 use super::{DispatchError, Dispatcher, Term, ROLE};
-use crate::a2a::{message_id_for, CallError, Endpoint, ProtocolVersion, SendOutcome, TaskSnapshot};
+use crate::a2a::{CallError, Endpoint, ProtocolVersion, SendOutcome, TaskSnapshot};
 use crate::commands::{CommandError, Fence};
 use end::finish;
 pub use end::{end_delegation, Ended};
-
-/// Namespace of queue item ids: a delegation has at most one queue item,
-/// with an id derived from it, so re-enqueuing after a crash is a no-op.
-const QUEUE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d71_7565_7565_6974_656d);
-
-/// The queue item id of a delegation.
-pub fn queue_id_for(delegation_id: Uuid) -> Uuid {
-    Uuid::new_v5(&QUEUE_ID_NAMESPACE, delegation_id.as_bytes())
-}
+pub use follow::cancel_remote_task;
+use follow::follow;
+use queue::{enqueue, send_drained};
+pub use queue::{queue_id_for, withdraw_queue_item};
 
 /// The actor recorded on the dispatcher's events.
 pub fn actor() -> Actor {
@@ -385,56 +385,6 @@ async fn settle_unacknowledged(
     })
 }
 
-/// A drained (claimed) queue item's one attempt; a failure is the queue
-/// item's, which requeues it or, at the last attempt, fails it.
-async fn send_drained(
-    d: &Dispatcher,
-    delegation: &Delegation,
-    queue_id: Uuid,
-    term: &Term,
-) -> Result<(), DispatchError> {
-    if term.stop.is_cancelled() {
-        return Ok(());
-    }
-    let reason = match target_of(d, delegation).await? {
-        Ok(Target::Push(push)) => match endpoint(d, &push, delegation).await {
-            Ok(endpoint) => match send_once(d, &endpoint, delegation, term).await? {
-                Ok(outcome) => return acknowledge(d, delegation, &push, outcome, term).await,
-                Err(error) if error.maybe_delivered => {
-                    match look_up(d, &endpoint, delegation).await {
-                        Lookup::Found(task) => {
-                            return acknowledge(d, delegation, &push, SendOutcome::Task(task), term)
-                                .await
-                        }
-                        Lookup::NotFound => error.reason,
-                        Lookup::Unknown => {
-                            resending_uncertain(delegation, &error.reason);
-                            error.reason
-                        }
-                    }
-                }
-                Err(error) => error.reason,
-            },
-            Err(error) => error.reason,
-        },
-        Ok(Target::Poll) => "the target now polls; a queued request cannot be pushed".to_string(),
-        Err(reason) => reason,
-    };
-    outcome_counter("drain_failed");
-    let command = QueueItemCommand::Fail {
-        error: reason,
-        at: Utc::now(),
-    };
-    match d
-        .bus
-        .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
-        .await
-    {
-        Ok(_) | Err(CommandError::Rejected(QueueItemError::NotDispatched { .. })) => Ok(()),
-        Err(other) => Err(other.into()),
-    }
-}
-
 /// Record an acknowledged send atomically, then follow its task.
 async fn acknowledge(
     d: &Dispatcher,
@@ -502,146 +452,6 @@ async fn acknowledge(
     }
 }
 
-/// Park the delegation behind its busy target.
-async fn enqueue(
-    d: &Dispatcher,
-    delegation: &Delegation,
-    busy: &CallError,
-    term: &Term,
-) -> Result<(), DispatchError> {
-    let id = delegation.delegation_id();
-    let queue_id = queue_id_for(id);
-    let options = delegation.queue_options();
-    let at = Utc::now();
-    let command = QueueItemCommand::Enqueue {
-        queue_id,
-        target_id: delegation.target_id(),
-        caller_id: delegation.source_id(),
-        priority: options.priority,
-        method: "message/send".to_string(),
-        body: json!({ "delegation_id": id, "message_id": message_id_for(id) }),
-        idempotency_key: delegation.idempotency_key().map(str::to_string),
-        expires_at: options
-            .expires_in_seconds
-            .map(|s| at + chrono::Duration::seconds(i64::from(s))),
-        delegation_id: Some(id),
-        at,
-    };
-    match d
-        .visible_bus
-        .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
-        .await
-    {
-        // Already enqueued by a run that died before marking the delegation.
-        Ok(_) | Err(CommandError::Rejected(QueueItemError::AlreadyExists)) => {}
-        Err(other) => return Err(other.into()),
-    }
-    tracing::info!(delegation_id = %id, %queue_id, reason = %busy, "target busy; delegation queued");
-    outcome_counter("queued");
-    let queued = DelegationCommand::UpdateStatus {
-        update: StatusUpdate::Queued {
-            queue_id: Some(queue_id),
-        },
-        actor: actor(),
-        at,
-    };
-    let state = execute(d, id, queued).await?;
-    // A heartbeat may have claimed the item before the delegation was marked
-    // queued (or before a crash between the two commits); its claim
-    // reaction then found nothing to send, so send it here.
-    let item: QueueItem = d.bus.load(&queue_id.to_string()).await?;
-    if state.status() == Some(DelegationStatus::Queued)
-        && item.status() == Some(QueueItemStatus::Dispatched)
-    {
-        return send_drained(d, &state, queue_id, term).await;
-    }
-    Ok(())
-}
-
-/// Follow the remote task until it stops changing by itself, the
-/// delegation ends another way (cancelled, deadline), or the term ends.
-async fn follow(
-    d: &Dispatcher,
-    delegation: &Delegation,
-    push: &Push,
-    task_id: String,
-    term: &Term,
-) -> Result<(), DispatchError> {
-    let id = delegation.delegation_id();
-    let mut readings = 0u32;
-    let mut failures = 0u32;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(d.config.poll.delay(readings)) => {}
-            _ = term.stop.cancelled() => return Ok(()),
-        }
-        readings = readings.saturating_add(1);
-        // The record, not a local copy: the caller may have cancelled, the
-        // deadline may have passed, the agent may have reported itself.
-        let current: Delegation = d.bus.load(&id.to_string()).await?;
-        let Some(status) = current.status().filter(|s| !s.is_terminal()) else {
-            return Ok(());
-        };
-        let reading = match endpoint(d, push, &current).await {
-            Ok(endpoint) => {
-                d.call(
-                    current.target_id(),
-                    d.client.get_task(&endpoint.url, endpoint.version, &task_id),
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
-        match reading {
-            Ok(task) => {
-                failures = 0;
-                let step = task_step(&task).and_then(|step| forward(status, step));
-                let stop = stops_following(task.state);
-                match step.map(Outcome::try_from) {
-                    Some(Ok(end)) => return finish(d, &current, end).await,
-                    Some(Err(step)) => {
-                        let command = DelegationCommand::UpdateStatus {
-                            update: sanitized(step),
-                            actor: actor(),
-                            at: Utc::now(),
-                        };
-                        match d
-                            .bus
-                            .execute::<Delegation>(&id.to_string(), command, metadata())
-                            .await
-                        {
-                            Ok(_) => {}
-                            // Moved on elsewhere meanwhile: read it again.
-                            Err(CommandError::Rejected(
-                                DelegationError::InvalidTransition { .. }
-                                | DelegationError::TerminalConflict { .. },
-                            )) => {}
-                            Err(other) => return Err(other.into()),
-                        }
-                    }
-                    None if stop => return Ok(()),
-                    None => {}
-                }
-            }
-            Err(error) if error.rpc_code == Some(-32001) => {
-                let reason = format!(
-                    "the agent no longer knows task {task_id} (it may have restarted); not re-sent, so the task never runs twice"
-                );
-                return fail(d, &current, reason).await;
-            }
-            Err(error) => {
-                failures += 1;
-                if failures >= d.config.max_poll_failures.max(1) {
-                    let reason =
-                        format!("could not read task {task_id} after {failures} tries: {error}");
-                    return fail(d, &current, reason).await;
-                }
-                tracing::info!(delegation_id = %id, %error, "reading the remote task failed; retrying");
-            }
-        }
-    }
-}
-
 async fn fail(d: &Dispatcher, delegation: &Delegation, error: String) -> Result<(), DispatchError> {
     tracing::warn!(delegation_id = %delegation.delegation_id(), %error, "delegation failed");
     finish(d, delegation, Outcome::Failed { error }).await
@@ -656,63 +466,4 @@ async fn execute(
         .execute::<Delegation>(&id.to_string(), command, metadata())
         .await?
         .state)
-}
-
-/// A delegation that ended another way (cancelled by its caller, past its
-/// deadline): end its queue item if it still waits, so it is never sent.
-/// Database work only: the log follower runs it before moving on.
-pub async fn withdraw_queue_item(d: &Dispatcher, id: Uuid) -> Result<(), DispatchError> {
-    let delegation: Delegation = d.bus.load(&id.to_string()).await?;
-    let Some(queue_id) = delegation.queue_id() else {
-        return Ok(());
-    };
-    let reason = match delegation.status() {
-        Some(DelegationStatus::Canceled) => "the delegation was canceled",
-        _ => "the delegation ended before the queued request was sent",
-    };
-    let command = QueueItemCommand::Withdraw {
-        reason: reason.to_string(),
-        at: Utc::now(),
-    };
-    match d
-        .bus
-        .execute::<QueueItem>(&queue_id.to_string(), command, metadata())
-        .await
-    {
-        Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
-        Err(other) => Err(other.into()),
-    }
-}
-
-/// Ask the target's agent to cancel the task it runs for `id`, if any (best
-/// effort: logged, never retried — the delegation already ended).
-pub async fn cancel_remote_task(d: &Arc<Dispatcher>, id: Uuid) -> Result<(), DispatchError> {
-    let delegation: Delegation = d.bus.load(&id.to_string()).await?;
-    let Some(task_id) = delegation.remote_task_id() else {
-        return Ok(());
-    };
-    let Ok(Target::Push(push)) = target_of(d, &delegation).await? else {
-        return Ok(());
-    };
-    let cancelled = match endpoint(d, &push, &delegation).await {
-        Ok(endpoint) => {
-            d.call(
-                delegation.target_id(),
-                d.client
-                    .cancel_task(&endpoint.url, endpoint.version, task_id),
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    match cancelled {
-        Ok(()) => {
-            outcome_counter("remote_canceled");
-            tracing::info!(delegation_id = %id, %task_id, "asked the agent to cancel its task");
-        }
-        Err(error) => {
-            tracing::warn!(delegation_id = %id, %task_id, %error, "the agent did not cancel its task")
-        }
-    }
-    Ok(())
 }

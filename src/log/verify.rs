@@ -86,7 +86,7 @@ pub async fn head(pool: &PgPool) -> Result<Head, sqlx::Error> {
 const CHUNK: i64 = 10_000;
 
 /// Verify positions `from..=to` (defaults: the whole log; `to` beyond the
-/// head is cut to the head), in chunks of [`CHUNK`] entries.
+/// head is cut to the head), in chunks of `CHUNK` entries.
 pub async fn verify(
     pool: &PgPool,
     from: Option<i64>,

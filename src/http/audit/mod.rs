@@ -45,7 +45,7 @@ use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
-use sqlx::FromRow;
+use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -117,41 +117,21 @@ fn raw_json(text: Option<String>) -> Result<Option<Box<RawValue>>, sqlx::Error> 
         .transpose()
 }
 
-/// An entry as [`COLUMNS`] reads it, before its JSON is checked and its
-/// hashes are written as hex.
-#[derive(sqlx::FromRow)]
-struct StoredEntry {
-    position: i64,
-    event_id: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: Option<String>,
-    payload: Option<String>,
-    metadata: Option<String>,
-    recorded_at: DateTime<Utc>,
-    logged_at: DateTime<Utc>,
-    hash: Vec<u8>,
-    prev_hash: Vec<u8>,
-}
-
 fn audit_event(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
-    let entry = StoredEntry::from_row(row)?;
     Ok(AuditEvent {
-        position: entry.position,
-        event_id: entry.event_id,
-        aggregate_type: entry.aggregate_type,
-        aggregate_id: entry.aggregate_id,
-        sequence: entry.sequence,
-        event_type: entry.event_type,
-        event_version: entry.event_version,
-        payload: raw_json(entry.payload)?,
-        metadata: raw_json(entry.metadata)?,
-        recorded_at: entry.recorded_at,
-        logged_at: entry.logged_at,
-        hash: hex::encode(entry.hash),
-        prev_hash: hex::encode(entry.prev_hash),
+        position: row.try_get("position")?,
+        event_id: row.try_get("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: raw_json(row.try_get("payload")?)?,
+        metadata: raw_json(row.try_get("metadata")?)?,
+        recorded_at: row.try_get("recorded_at")?,
+        logged_at: row.try_get("logged_at")?,
+        hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
+        prev_hash: hex::encode(row.try_get::<Vec<u8>, _>("prev_hash")?),
     })
 }
 

@@ -4,6 +4,7 @@
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -73,7 +74,7 @@ pub(super) async fn list(
 ) -> Result<Json<Vec<DelegationListEntry>>, ApiError> {
     let workspace = caller.workspace_in_path(&id)?;
     let limit = parse_limit(query.limit.as_deref(), LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
-    let rows: Vec<ListRow> = sqlx::query_as(
+    let rows = sqlx::query(
         "select id, method, source_id, target_id, summary, status, delegation_id, error_detail, \
          response_body->>'text' as response_text, created_at \
          from activity_logs \
@@ -84,44 +85,25 @@ pub(super) async fn list(
     .bind(limit)
     .fetch_all(&reads)
     .await?;
-    Ok(Json(
-        rows.into_iter().map(DelegationListEntry::from).collect(),
-    ))
-}
-
-/// An activity row as [`list`] reads it.
-#[derive(sqlx::FromRow)]
-struct ListRow {
-    id: Uuid,
-    method: Option<String>,
-    source_id: Option<Uuid>,
-    target_id: Option<Uuid>,
-    summary: String,
-    status: Option<String>,
-    delegation_id: Option<Uuid>,
-    error_detail: Option<String>,
-    response_text: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<ListRow> for DelegationListEntry {
-    fn from(row: ListRow) -> Self {
-        Self {
-            created_at: row.created_at,
-            delegation_id: row.delegation_id,
-            error: row.error_detail,
-            id: row.id,
-            method: row.method,
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        entries.push(DelegationListEntry {
+            created_at: row.try_get("created_at")?,
+            delegation_id: row.try_get("delegation_id")?,
+            error: row.try_get("error_detail")?,
+            id: row.try_get("id")?,
+            method: row.try_get("method")?,
             response_preview: row
-                .response_text
+                .try_get::<Option<String>, _>("response_text")?
                 .map(|text| aggregates::preview(&text, LIST_PREVIEW_CHARS)),
-            source_id: row.source_id,
-            status: row.status,
-            summary: row.summary,
-            target_id: row.target_id,
+            source_id: row.try_get("source_id")?,
+            status: row.try_get("status")?,
+            summary: row.try_get("summary")?,
+            target_id: row.try_get("target_id")?,
             entry_type: "delegation",
-        }
+        });
     }
+    Ok(Json(entries))
 }
 
 /// One step of a delegation's status history.

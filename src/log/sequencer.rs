@@ -229,41 +229,25 @@ struct EventRow {
     ready: bool,
 }
 
-/// An event ready to be positioned.
+/// An event ready to be positioned: its row, with what positioning adds.
 struct Candidate {
-    event_id: i64,
+    event: EventRow,
     tx_id: u64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
-    recorded_at: chrono::DateTime<chrono::Utc>,
     source_workspace: Option<Uuid>,
     target_workspace: Option<Uuid>,
 }
 
 impl Candidate {
-    fn from_row(row: EventRow) -> Result<Self, sqlx::Error> {
+    fn from_row(event: EventRow) -> Result<Self, sqlx::Error> {
         // The column is `json`, so the text always parses; if it somehow
         // did not, the entry concerns no workspace rather than stalling
         // the log.
-        let (source_workspace, target_workspace) = serde_json::from_str(&row.payload)
-            .map(|parsed| workspaces_of(&row.aggregate_type, &parsed))
+        let (source_workspace, target_workspace) = serde_json::from_str(&event.payload)
+            .map(|parsed| workspaces_of(&event.aggregate_type, &parsed))
             .unwrap_or_default();
         Ok(Self {
-            event_id: row.event_id,
-            tx_id: parse_xid(&row.tx_id)?,
-            aggregate_type: row.aggregate_type,
-            aggregate_id: row.aggregate_id,
-            sequence: row.sequence,
-            event_type: row.event_type,
-            event_version: row.event_version,
-            payload: row.payload,
-            metadata: row.metadata,
-            recorded_at: row.recorded_at,
+            tx_id: parse_xid(&event.tx_id)?,
+            event,
             source_workspace,
             target_workspace,
         })
@@ -311,7 +295,7 @@ async fn sequence_batch(
     let mut positions = Vec::with_capacity(ready.len());
     let mut prev_hashes = Vec::with_capacity(ready.len());
     let mut hashes = Vec::with_capacity(ready.len());
-    let logged_at = log_times(tail.logged_at, ready.iter().map(|c| c.recorded_at));
+    let logged_at = log_times(tail.logged_at, ready.iter().map(|c| c.event.recorded_at));
     let mut prev_hash = tail.hash.clone();
     let mut position = tail.position;
     for candidate in &ready {
@@ -320,13 +304,13 @@ async fn sequence_batch(
             &prev_hash,
             &ChainedEvent {
                 position,
-                aggregate_type: &candidate.aggregate_type,
-                aggregate_id: &candidate.aggregate_id,
-                sequence: candidate.sequence,
-                event_type: &candidate.event_type,
-                event_version: &candidate.event_version,
-                payload: &candidate.payload,
-                metadata: &candidate.metadata,
+                aggregate_type: &candidate.event.aggregate_type,
+                aggregate_id: &candidate.event.aggregate_id,
+                sequence: candidate.event.sequence,
+                event_type: &candidate.event.event_type,
+                event_version: &candidate.event.event_version,
+                payload: &candidate.event.payload,
+                metadata: &candidate.event.metadata,
             },
         );
         positions.push(position);
@@ -337,7 +321,7 @@ async fn sequence_batch(
         .last()
         .map(|c| Watermark {
             tx_id: c.tx_id,
-            event_id: c.event_id,
+            event_id: c.event.event_id,
         })
         .unwrap_or(tail.watermark);
 
@@ -356,13 +340,13 @@ async fn sequence_batch(
          $13::timestamptz[])",
     )
     .bind(&positions)
-    .bind(ready.iter().map(|c| c.event_id).collect::<Vec<_>>())
-    .bind(ready.iter().map(|c| c.tx_id.to_string()).collect::<Vec<_>>())
-    .bind(ready.iter().map(|c| c.aggregate_type.as_str()).collect::<Vec<_>>())
-    .bind(ready.iter().map(|c| c.aggregate_id.as_str()).collect::<Vec<_>>())
-    .bind(ready.iter().map(|c| c.sequence).collect::<Vec<_>>())
-    .bind(ready.iter().map(|c| c.event_type.as_str()).collect::<Vec<_>>())
-    .bind(ready.iter().map(|c| c.recorded_at).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.event_id).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.tx_id.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.aggregate_type.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.aggregate_id.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.sequence).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.event_type.as_str()).collect::<Vec<_>>())
+    .bind(ready.iter().map(|c| c.event.recorded_at).collect::<Vec<_>>())
     .bind(&prev_hashes)
     .bind(&hashes)
     .bind(ready.iter().map(|c| c.source_workspace).collect::<Vec<_>>())

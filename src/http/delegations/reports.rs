@@ -121,6 +121,27 @@ fn not_found_as(
     }
 }
 
+/// Run a party's `command` (an update or a cancel) on `delegation_id` and
+/// answer where the delegation stands; one the caller is no party to is
+/// `not_found`.
+async fn report(
+    state: &AppState,
+    caller: Caller,
+    delegation_id: Uuid,
+    command: DelegationCommand,
+    not_found: impl FnOnce() -> ApiError,
+) -> Result<Json<UpdateAccepted>, ApiError> {
+    let executed = state
+        .bus
+        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
+        .await
+        .map_err(|e| not_found_as(e, not_found))?;
+    Ok(Json(UpdateAccepted {
+        delegation_id,
+        status: executed.state.status().map(DelegationStatus::as_str),
+    }))
+}
+
 fn parse_update(body: UpdateRequest) -> Result<StatusUpdate, ApiError> {
     let reason = |text: Option<String>| {
         text.filter(|e| !e.trim().is_empty())
@@ -199,15 +220,7 @@ pub(super) async fn update(
         actor: caller.actor(),
         at: now(),
     };
-    let executed = state
-        .bus
-        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
-        .await
-        .map_err(|e| not_found_as(e, not_found))?;
-    Ok(Json(UpdateAccepted {
-        delegation_id,
-        status: executed.state.status().map(DelegationStatus::as_str),
-    }))
+    report(&state, caller, delegation_id, command, not_found).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -251,13 +264,5 @@ pub(super) async fn cancel(
         actor: caller.actor(),
         at: now(),
     };
-    let executed = state
-        .bus
-        .execute::<Delegation>(&delegation_id.to_string(), command, metadata(caller))
-        .await
-        .map_err(|e| not_found_as(e, not_found))?;
-    Ok(Json(UpdateAccepted {
-        delegation_id,
-        status: executed.state.status().map(DelegationStatus::as_str),
-    }))
+    report(&state, caller, delegation_id, command, not_found).await
 }

@@ -207,19 +207,30 @@ mod tests {
 
     const IDLE: Duration = Duration::from_secs(10);
 
+    /// Follow `news` until `stop_at` of (paused) time has passed, with
+    /// `meanwhile` running alongside (to announce news).
+    async fn follow_until<R: Rounds>(
+        rounds: &mut R,
+        news: &mut impl News,
+        stop_at: Duration,
+        meanwhile: impl Future<Output = ()>,
+    ) -> Result<(), R::Error> {
+        let cancel = CancellationToken::new();
+        let stopper = async {
+            tokio::time::sleep(stop_at).await;
+            cancel.cancel();
+        };
+        let (followed, (), ()) =
+            tokio::join!(follow(rounds, news, IDLE, &cancel), stopper, meanwhile);
+        followed
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_round_that_progressed_is_followed_at_once() {
         let mut script = Script::new([Ok(Round::Progressed), Ok(Round::Progressed)]);
         let (_sender, mut news) = watch::channel(0);
-        let cancel = CancellationToken::new();
         let start = Instant::now();
-        let stop = cancel.clone();
-        let following = follow(&mut script, &mut news, IDLE, &cancel);
-        let stopper = async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stop.cancel();
-        };
-        let (followed, ()) = tokio::join!(following, stopper);
+        let followed = follow_until(&mut script, &mut news, Duration::from_secs(1), async {}).await;
         assert_eq!(followed, Ok(()));
         assert_eq!(script.times(start), vec![0.0, 0.0, 0.0]);
     }
@@ -228,18 +239,14 @@ mod tests {
     async fn a_caught_up_follower_waits_for_news_or_the_idle_check() {
         let mut script = Script::new([Ok(Round::CaughtUp), Ok(Round::CaughtUp)]);
         let (sender, mut news) = watch::channel(0);
-        let cancel = CancellationToken::new();
         let start = Instant::now();
-        let stop = cancel.clone();
-        let following = follow(&mut script, &mut news, IDLE, &cancel);
+        // News at 2 s, none after it: the next round comes from the idle check.
         let announcer = async {
             tokio::time::sleep(Duration::from_secs(2)).await;
             sender.send_replace(1);
-            // No news after this: the next round comes from the idle check.
-            tokio::time::sleep(Duration::from_secs(15)).await;
-            stop.cancel();
         };
-        let (followed, ()) = tokio::join!(following, announcer);
+        let followed =
+            follow_until(&mut script, &mut news, Duration::from_secs(17), announcer).await;
         assert_eq!(followed, Ok(()));
         // At start; on the news at 2 s; then the idle checks at 12 s.
         assert_eq!(script.times(start), vec![0.0, 2.0, 12.0]);
@@ -267,14 +274,7 @@ mod tests {
         }
         let (sender, mut news) = watch::channel(0);
         let mut rounds = AnnouncingRound { sender, rounds: 0 };
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        let following = follow(&mut rounds, &mut news, IDLE, &cancel);
-        let stopper = async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stop.cancel();
-        };
-        let (followed, ()) = tokio::join!(following, stopper);
+        let followed = follow_until(&mut rounds, &mut news, Duration::from_secs(1), async {}).await;
         assert_eq!(followed, Ok(()));
         assert_eq!(rounds.rounds, 2, "the news brought a second round at once");
     }
@@ -283,15 +283,8 @@ mod tests {
     async fn a_blocked_round_is_retried_after_its_own_wait() {
         let mut script = Script::new([Ok(Round::Blocked(Duration::from_millis(2)))]);
         let (_sender, mut news) = watch::channel(0);
-        let cancel = CancellationToken::new();
         let start = Instant::now();
-        let stop = cancel.clone();
-        let following = follow(&mut script, &mut news, IDLE, &cancel);
-        let stopper = async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stop.cancel();
-        };
-        let (followed, ()) = tokio::join!(following, stopper);
+        let followed = follow_until(&mut script, &mut news, Duration::from_secs(1), async {}).await;
         assert_eq!(followed, Ok(()));
         assert_eq!(script.times(start), vec![0.0, 0.002]);
     }
@@ -300,18 +293,14 @@ mod tests {
     async fn a_failed_round_is_retried_after_the_pause_whatever_the_news() {
         let mut script = Script::new([Err("down"), Err("still down"), Ok(Round::Progressed)]);
         let (sender, mut news) = watch::channel(0);
-        let cancel = CancellationToken::new();
         let start = Instant::now();
-        let stop = cancel.clone();
-        let following = follow(&mut script, &mut news, IDLE, &cancel);
+        // News during the pause does not cut it short.
         let announcer = async {
-            // News during the pause does not cut it short.
             tokio::time::sleep(Duration::from_secs(1)).await;
             sender.send_replace(1);
-            tokio::time::sleep(Duration::from_secs(7)).await;
-            stop.cancel();
         };
-        let (followed, ()) = tokio::join!(following, announcer);
+        let followed =
+            follow_until(&mut script, &mut news, Duration::from_secs(8), announcer).await;
         assert_eq!(followed, Ok(()));
         // Fails at 0 and 3; succeeds at 6 (and goes on at once, caught up).
         assert_eq!(script.times(start), vec![0.0, 3.0, 6.0, 6.0]);
@@ -333,15 +322,9 @@ mod tests {
         for first in [Ok(Round::CaughtUp), Err("down")] {
             let mut script = Script::new([first]);
             let (_sender, mut news) = watch::channel(0);
-            let cancel = CancellationToken::new();
             let start = Instant::now();
-            let stop = cancel.clone();
-            let following = follow(&mut script, &mut news, IDLE, &cancel);
-            let stopper = async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                stop.cancel();
-            };
-            let (followed, ()) = tokio::join!(following, stopper);
+            let followed =
+                follow_until(&mut script, &mut news, Duration::from_millis(100), async {}).await;
             assert_eq!(followed, Ok(()));
             assert_eq!(
                 Instant::now() - start,
@@ -371,17 +354,12 @@ mod tests {
             let notify = waker.clone();
             async move { notify.notified().await }
         });
-        let cancel = CancellationToken::new();
         let start = Instant::now();
-        let stop = cancel.clone();
-        let following = follow(&mut script, &mut news, IDLE, &cancel);
         let waking = async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             notify.notify_one();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stop.cancel();
         };
-        let (followed, ()) = tokio::join!(following, waking);
+        let followed = follow_until(&mut script, &mut news, Duration::from_secs(2), waking).await;
         assert_eq!(followed, Ok(()));
         assert_eq!(script.times(start), vec![0.0, 1.0]);
     }

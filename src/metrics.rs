@@ -42,6 +42,9 @@ pub const NATS_EXPORT_ERRORS: &str = "ledger_nats_export_errors_total";
 /// Times the stream had moved under the exporter (another exporter wrote)
 /// and it resumed where the stream ends.
 pub const NATS_EXPORT_RESYNCS: &str = "ledger_nats_export_resyncs_total";
+/// Positions the stream acknowledged as duplicates: another exporter had
+/// stored them moments before (within the stream's duplicate window).
+pub const NATS_EXPORT_DUPLICATES: &str = "ledger_nats_export_duplicates_total";
 
 /// Gauges read from the database at each scrape (`http/metrics.rs`), not
 /// kept in the recorder: their values live in the tables.
@@ -141,6 +144,10 @@ pub fn install() -> PrometheusHandle {
             ::metrics::describe_counter!(
                 NATS_EXPORT_RESYNCS,
                 "Times the NATS stream had moved under the exporter and it resumed where it ends."
+            );
+            ::metrics::describe_counter!(
+                NATS_EXPORT_DUPLICATES,
+                "Positions the NATS stream acknowledged as duplicates another exporter had just stored."
             );
             let upkeep = handle.clone();
             std::thread::Builder::new()

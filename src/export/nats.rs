@@ -434,6 +434,7 @@ async fn publish(
         acks.push((position, ack));
     }
     let mut last = 0;
+    let mut duplicates = 0u64;
     for (position, ack) in acks {
         let ack = ack
             .await
@@ -448,7 +449,13 @@ async fn publish(
                 ),
             });
         }
+        duplicates += u64::from(ack.duplicate);
         last = position;
+    }
+    // Another exporter stored these moments ago (within the stream's
+    // duplicate window): harmless, but a sign of two writers at once.
+    if duplicates > 0 {
+        ::metrics::counter!(metrics::NATS_EXPORT_DUPLICATES).increment(duplicates);
     }
     Ok(last)
 }

@@ -156,8 +156,8 @@ async fn assert_stream_is_the_log(js: &jetstream::Context, pool: &PgPool) -> Vec
         stream.iter().zip(&log)
     {
         assert_eq!(*sequence as i64, *position);
-        assert_eq!(entry.position, *position);
-        assert_eq!(entry.event_id, *event_id, "event at {position}");
+        assert_eq!(entry.position(), *position);
+        assert_eq!(entry.entry.event_id, *event_id, "event at {position}");
         assert_eq!(entry.hash, hex::encode(hash), "hash at {position}");
         assert_eq!(subject, &format!("ledger.{aggregate_type}.{event_type}"));
     }

@@ -25,7 +25,8 @@ use uuid::Uuid;
 ///
 /// `FromRow`: the ledger reads it from `ledger_log` joined with `events`,
 /// one column per field under the field's name (`ledger::log::reader`).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// Serde: the NATS export's message body carries these fields as they are.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     /// Dense, gap-free position in the log (1, 2, 3, …).
     pub position: i64,

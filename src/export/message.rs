@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use projections::LogEntry;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -25,19 +24,12 @@ pub const SOURCE_HEADER: &str = "Ledger-Source-Workspace";
 /// The other workspace a delegation or queue item concerns.
 pub const TARGET_HEADER: &str = "Ledger-Target-Workspace";
 
-/// One log entry as exported: the message body.
+/// One log entry as exported: the message body. The entry's own fields
+/// (flattened, so the body is one flat object) and what the log adds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportedEntry {
-    pub position: i64,
-    pub event_id: i64,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub payload: Value,
-    pub metadata: Value,
-    pub recorded_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub entry: LogEntry,
     /// The log time the sequencer gave the entry.
     pub logged_at: DateTime<Utc>,
     /// The entry's chain hash, hex (see `ledger audit verify`).
@@ -49,31 +41,25 @@ pub struct ExportedEntry {
 }
 
 impl ExportedEntry {
+    /// The entry's log position (equal to its stream sequence).
+    pub fn position(&self) -> i64 {
+        self.entry.position
+    }
+
     /// `ledger.<aggregate_type>.<event_type>`, each token made a valid NATS
     /// subject token.
     pub fn subject(&self) -> String {
         format!(
             "{SUBJECT_PREFIX}.{}.{}",
-            subject_token(&self.aggregate_type),
-            subject_token(&self.event_type)
+            subject_token(&self.entry.aggregate_type),
+            subject_token(&self.entry.event_type)
         )
     }
 
     /// The entry as the projections read it (a consumer of the stream
     /// applies the same pure mappings the views do).
     pub fn into_log_entry(self) -> LogEntry {
-        LogEntry {
-            position: self.position,
-            event_id: self.event_id,
-            aggregate_type: self.aggregate_type,
-            aggregate_id: self.aggregate_id,
-            sequence: self.sequence,
-            event_type: self.event_type,
-            event_version: self.event_version,
-            payload: self.payload,
-            metadata: self.metadata,
-            recorded_at: self.recorded_at,
-        }
+        self.entry
     }
 }
 
@@ -131,29 +117,8 @@ struct ExportRow {
 
 impl From<ExportRow> for ExportedEntry {
     fn from(row: ExportRow) -> Self {
-        let LogEntry {
-            position,
-            event_id,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            event_type,
-            event_version,
-            payload,
-            metadata,
-            recorded_at,
-        } = row.entry;
         ExportedEntry {
-            position,
-            event_id,
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            event_type,
-            event_version,
-            payload,
-            metadata,
-            recorded_at,
+            entry: row.entry,
             logged_at: row.logged_at,
             hash: hex::encode(row.hash),
             source_workspace: row.source_workspace,
@@ -165,6 +130,7 @@ impl From<ExportRow> for ExportedEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn subject_tokens_keep_names_and_replace_what_nats_reserves() {
@@ -206,21 +172,73 @@ mod tests {
     #[test]
     fn the_subject_is_prefix_aggregate_type_event_type() {
         let entry = ExportedEntry {
-            position: 1,
-            event_id: 1,
-            aggregate_type: "delegation".into(),
-            aggregate_id: "x".into(),
-            sequence: 1,
-            event_type: "Delegation.Sent".into(),
-            event_version: "1.0".into(),
-            payload: Value::Null,
-            metadata: Value::Null,
-            recorded_at: Utc::now(),
+            entry: LogEntry {
+                position: 1,
+                event_id: 1,
+                aggregate_type: "delegation".into(),
+                aggregate_id: "x".into(),
+                sequence: 1,
+                event_type: "Delegation.Sent".into(),
+                event_version: "1.0".into(),
+                payload: Value::Null,
+                metadata: Value::Null,
+                recorded_at: Utc::now(),
+            },
             logged_at: Utc::now(),
             hash: String::new(),
             source_workspace: None,
             target_workspace: None,
         };
         assert_eq!(entry.subject(), "ledger.delegation.Delegation_Sent");
+    }
+
+    #[test]
+    fn the_body_is_one_flat_object_of_the_entry_and_what_the_log_adds() {
+        let entry = LogEntry {
+            position: 3,
+            event_id: 4,
+            aggregate_type: "delegation".into(),
+            aggregate_id: "d".into(),
+            sequence: 1,
+            event_type: "DelegationSent".into(),
+            event_version: "1.0".into(),
+            payload: serde_json::json!({"task": "t"}),
+            metadata: serde_json::json!({}),
+            recorded_at: Utc::now(),
+        };
+        let exported = ExportedEntry {
+            entry,
+            logged_at: Utc::now(),
+            hash: "ab01".into(),
+            source_workspace: None,
+            target_workspace: None,
+        };
+        let body = serde_json::to_value(&exported).expect("serializes");
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "aggregate_id",
+                "aggregate_type",
+                "event_id",
+                "event_type",
+                "event_version",
+                "hash",
+                "logged_at",
+                "metadata",
+                "payload",
+                "position",
+                "recorded_at",
+                "sequence"
+            ]
+        );
+        let back: ExportedEntry = serde_json::from_value(body).expect("deserializes");
+        assert_eq!(back, exported);
     }
 }

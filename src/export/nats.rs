@@ -408,7 +408,7 @@ async fn publish(
 ) -> Result<i64, ExportError> {
     let mut acks = Vec::with_capacity(entries.len());
     for entry in entries {
-        let position = entry.position;
+        let position = entry.position();
         let failed = |cause| ExportError::Publish { position, cause };
         let body = serde_json::to_vec(entry).map_err(|e| ExportError::Stream {
             stream: stream.to_string(),
